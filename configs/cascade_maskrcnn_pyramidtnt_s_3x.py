@@ -1,0 +1,22 @@
+# Cascade Mask R-CNN + PyramidTNT-S, 3x schedule with multi-scale training (AdamW 1e-4, wd 0.05, steps 27/33).
+_base_ = [
+    'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
+    './_base_/datasets/coco_instance_ms.py',
+    './_base_/schedules/adamw_3x.py',
+    'mmdet::_base_/default_runtime.py',
+    './_base_/mmvit_imports.py',
+]
+pretrained = 'checkpoints/pyramidtnt_s.pth.tar'
+model = dict(
+    data_preprocessor=dict(mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5]),
+    backbone=dict(
+        _delete_=True,
+        type='PyramidTNT',
+        arch='s',
+        drop_path_rate=0.2,
+        out_indices=(0, 1, 2, 3),
+        norm_eval=True,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[128, 256, 512, 512]))
+optim_wrapper = dict(
+    paramwise_cfg=dict(custom_keys={'outer_pos': dict(decay_mult=0.0), 'relative_pos': dict(decay_mult=0.0)}))

@@ -1,0 +1,22 @@
+# Mask R-CNN + Shunted-S, 3x schedule with multi-scale training: PVTv2's 3x recipe, which the Shunted authors
+# followed (upstream issue #17; PVT `mask_rcnn_pvt_v2_b2_fpn_3x_mstrain.py`: DETR-style multi-scale augmentation,
+# AdamW lr 1e-4, weight decay 0.05 with no decay on norms, 36 epochs, steps at 27/33).
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    './_base_/datasets/coco_instance_ms.py',
+    './_base_/schedules/adamw_3x.py',
+    'mmdet::_base_/default_runtime.py',
+    './_base_/mmvit_imports.py',
+]
+pretrained = 'checkpoints/shunted_ckpt_S.pth'
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='ShuntedTransformer',
+        arch='s',
+        drop_path_rate=0.2,
+        out_indices=(0, 1, 2, 3),
+        norm_eval=True,
+        with_cp=False,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[64, 128, 256, 512]))

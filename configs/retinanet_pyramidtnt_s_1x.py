@@ -1,0 +1,25 @@
+# RetinaNet + PyramidTNT-S, 1x schedule on COCO: the PyramidTNT paper's detection recipe
+# (AdamW 1e-4, wd 0.05, 12 epochs with steps at 8/11, 1333x800, batch 16 in total). Paper: 42.0 box AP.
+_base_ = [
+    'mmdet::_base_/models/retinanet_r50_fpn.py',
+    'mmdet::_base_/datasets/coco_detection.py',
+    './_base_/schedules/adamw_1x.py',
+    'mmdet::_base_/default_runtime.py',
+    './_base_/mmvit_imports.py',
+]
+# Official ImageNet weights (BaiduDisk, see README "Official weights"); converted on load.
+pretrained = 'checkpoints/pyramidtnt_s.pth.tar'
+model = dict(
+    # PyramidTNT was trained on images normalised with mean = std = 0.5.
+    data_preprocessor=dict(mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5]),
+    backbone=dict(
+        _delete_=True,
+        type='PyramidTNT',
+        arch='s',
+        drop_path_rate=0.1,
+        out_indices=(0, 1, 2, 3),
+        norm_eval=True,  # the stem's BatchNorm keeps its ImageNet statistics (2 images per GPU)
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[128, 256, 512, 512]))
+optim_wrapper = dict(
+    paramwise_cfg=dict(custom_keys={'outer_pos': dict(decay_mult=0.0), 'relative_pos': dict(decay_mult=0.0)}))

@@ -1,0 +1,15 @@
+"""mmvit_backbones: vision-transformer backbones for MMDetection 3.x and MMSegmentation 1.x.
+
+Importing the package registers every backbone and the layer-decay optimizer-wrapper constructor in mmengine's
+root registries (visible from mmdet and mmseg configs) and allow-lists the types mmengine writes into its
+checkpoints for ``torch.load(weights_only=True)``.
+"""
+from .checkpoint import allow_mmengine_checkpoint_types, load_pretrained
+from .engine import LayerwiseDecayOptimWrapperConstructor
+from .models import *  # noqa: F401,F403
+from .models import __all__ as _model_names
+
+__version__ = '0.1.0'
+allow_mmengine_checkpoint_types()
+
+__all__ = ['load_pretrained', 'LayerwiseDecayOptimWrapperConstructor', '__version__'] + list(_model_names)

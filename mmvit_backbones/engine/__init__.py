@@ -1,0 +1,3 @@
+from .layer_decay import LayerwiseDecayOptimWrapperConstructor
+
+__all__ = ['LayerwiseDecayOptimWrapperConstructor']

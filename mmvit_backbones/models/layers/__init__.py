@@ -1,0 +1,7 @@
+from .attention import attention, naive_attention_mode
+from .pyramid import DoubleResolution, LayerNorm2d, SimpleFeaturePyramid
+from .resize import (SizeCache, resize_1d_table, resize_dense_bias, resize_grid_embed,
+                     resize_relative_position_table)
+
+__all__ = ['attention', 'naive_attention_mode', 'DoubleResolution', 'LayerNorm2d', 'SimpleFeaturePyramid',
+           'SizeCache', 'resize_1d_table', 'resize_dense_bias', 'resize_grid_embed', 'resize_relative_position_table']

@@ -1,0 +1,47 @@
+"""Scaled dot-product attention used by every backbone.
+
+All attention in the package goes through :func:`attention`, which calls
+``torch.nn.functional.scaled_dot_product_attention`` (fused kernels, no materialised ``N x N`` matrix when the
+backend allows it). :func:`naive_attention_mode` switches the whole package to the textbook formulation
+(``softmax(q k^T * scale + bias) v``) so that ``tools/benchmark.py --compare-naive`` can measure the gain with the
+very same weights.
+"""
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+
+_NAIVE = False
+
+
+@contextmanager
+def naive_attention_mode(enabled: bool = True) -> Iterator[None]:
+    """Within this context :func:`attention` uses explicit matmul + softmax (for benchmarks and debugging)."""
+    global _NAIVE
+    previous, _NAIVE = _NAIVE, enabled
+    try:
+        yield
+    finally:
+        _NAIVE = previous
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor] = None,
+              scale: Optional[float] = None) -> torch.Tensor:
+    """Multi-head attention core.
+
+    Args:
+        q: (B, heads, Nq, d). k: (B, heads, Nk, d). v: (B, heads, Nk, dv).
+        bias: additive logits bias broadcastable to (B, heads, Nq, Nk), e.g. relative position biases.
+        scale: logits scale; defaults to ``d ** -0.5``.
+    Returns:
+        (B, heads, Nq, dv)
+    """
+    if _NAIVE:
+        logits = (q * (q.shape[-1] ** -0.5 if scale is None else scale)) @ k.transpose(-2, -1)
+        if bias is not None:
+            logits = logits + bias
+        return logits.softmax(dim=-1) @ v
+    if bias is not None:
+        bias = bias.to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
