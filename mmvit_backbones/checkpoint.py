@@ -55,10 +55,11 @@ def safe_torch_load(path: str, map_location: Any = 'cpu') -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if 'nsupported' in ln or 'error:' in ln]
         raise CheckpointError(
             f'Refusing to load {path!r}: it contains pickled Python objects that are not plain tensors/containers '
             f'or the types mmengine writes, and loading them could run arbitrary code.\n'
-            f'  Detail: {str(err).splitlines()[0]}\n'
+            f'  Detail: {lines[0] if lines else str(err).splitlines()[0]}\n'
             f'  Fix: if you trust the file, re-save only its weights, e.g. '
             f'`torch.save(torch.load(f, weights_only=False)["state_dict"], "weights.pth")`, or convert it with '
             f'tools/convert_checkpoint.py.') from None
@@ -67,9 +68,19 @@ def safe_torch_load(path: str, map_location: Any = 'cpu') -> Any:
 _INSTALLED = False
 
 
+def _history_buffer_getattr(obj: Any, name: str) -> Any:
+    """The only ``getattr`` an mmengine checkpoint needs: ``HistoryBuffer`` pickles its statistics methods
+    (``HistoryBuffer.min`` ...) by name. Any other attribute lookup is refused."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    if obj is HistoryBuffer and name in {'min', 'max', 'current', 'mean', *HistoryBuffer._statistics_methods}:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(f'refusing getattr({obj!r}, {name!r}) while loading a checkpoint')
+
+
 def _mmengine_checkpoint_types() -> List[Any]:
-    """Exactly the non-tensor Python types mmengine 0.10.x pickles into its training checkpoints: the
-    ``MessageHub`` state holds ``HistoryBuffer`` objects whose logs are numpy arrays and numpy scalars."""
+    """Exactly the non-tensor Python objects mmengine 0.10.x pickles into its training checkpoints: the
+    ``MessageHub`` state holds ``HistoryBuffer`` objects (their logs are numpy arrays and scalars, their statistics
+    methods are pickled as ``getattr(HistoryBuffer, name)``)."""
     import numpy as np
     from mmengine.logging.history_buffer import HistoryBuffer
     try:  # numpy >= 2
@@ -77,7 +88,8 @@ def _mmengine_checkpoint_types() -> List[Any]:
     except ImportError:  # numpy 1.x
         from numpy.core.multiarray import _reconstruct, scalar
     dtypes = [type(np.dtype(t)) for t in ('float64', 'float32', 'float16', 'int64', 'int32', 'uint8', 'bool')]
-    return [HistoryBuffer, np.ndarray, np.dtype, _reconstruct, scalar] + dtypes
+    return [HistoryBuffer, np.ndarray, np.dtype, _reconstruct, scalar, (_history_buffer_getattr, 'builtins.getattr')
+            ] + dtypes
 
 
 def allow_mmengine_checkpoint_types() -> None:

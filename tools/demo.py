@@ -35,6 +35,7 @@ def demo_config(config: str, data_root: str, work_dir: str, epochs: int, lr: flo
         cfg.merge_from_dict(cfg_options)
     cfg = shrink_config(cfg, data_root, scale=(192, 160), batch_size=4, small_backbone=True)
     cfg = short_schedule(cfg, epochs=epochs, warmup_iters=50)
+    cfg.train_cfg.val_interval = epochs + 1  # evaluated once, after training (main)
     cfg.optim_wrapper.optimizer.lr = lr  # from scratch rather than fine-tuning ImageNet weights
     cfg.optim_wrapper.clip_grad = dict(max_norm=10.0)
     model = cfg.model
@@ -85,7 +86,7 @@ def main():
     cfg = demo_config(args.config, args.data_root, args.work_dir, args.epochs, args.lr, args.cfg_options)
     runner = Runner.from_cfg(cfg)
     runner.train()
-    metrics = runner.val_loop.run() if runner.val_loop is not None else {}
+    metrics = runner.val_loop.run()
     out_file = osp.join(args.work_dir, 'demo_detections.jpg')
     save_detections(runner, cfg, args.data_root, out_file)
     bbox_map = metrics.get('coco/bbox_mAP', float('nan'))
