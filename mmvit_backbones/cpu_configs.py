@@ -40,7 +40,10 @@ def _scale_transforms(pipeline, scale: Tuple[int, int]) -> None:
     def shrink(t):
         kind = t.get('type', '')
         if 'scale' in t and isinstance(t['scale'], (tuple, list)):
-            t['scale'] = (w, h)
+            if t['scale'] and isinstance(t['scale'][0], (tuple, list)):  # RandomResize range (mmdet ms-3x recipes)
+                t['scale'] = [(w, int(h * 0.8)), (w, h)]
+            else:
+                t['scale'] = (w, h)
         if 'scales' in t and kind.endswith('Resize'):
             t['scales'] = [(w, int(h * f)) for f in (0.8, 0.9, 1.0)]
         if 'crop_size' in t and isinstance(t['crop_size'], (tuple, list)):
