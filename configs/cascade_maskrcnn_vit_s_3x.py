@@ -1,0 +1,26 @@
+# Cascade Mask R-CNN + DINO ViT-S/16, 3x schedule with multi-scale training (AdamW 1e-4, wd 0.05, steps 27/33;
+# layer-wise lr decay 0.75, drop path 0.1: iBOT's ViT-S/16 Cascade config, bytedance/ibot
+# evaluation/object_detection/configs/cascade_rcnn/vit_small_giou_4conv1f_coco_3x.py, whose heads are 4conv1fc+GIoU).
+_base_ = [
+    'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
+    './_base_/datasets/coco_instance_ms.py',
+    './_base_/schedules/adamw_3x.py',
+    'mmdet::_base_/default_runtime.py',
+    './_base_/mmvit_imports.py',
+]
+pretrained = 'checkpoints/dino_deitsmall16_pretrain.pth'
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='PlainViT',
+        arch='s',
+        patch_size=16,
+        drop_path_rate=0.1,
+        out_indices=(0, 1, 2, 3),
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[96, 192, 384, 384]))
+optim_wrapper = dict(
+    constructor='LayerwiseDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(
+        layer_decay_rate=0.75,
+        custom_keys={'pos_embed': dict(decay_mult=0.0), 'cls_token': dict(decay_mult=0.0)}))
