@@ -1,2 +1,32 @@
+"""mmvit_backbones: vision-transformer backbones for MMDetection 3.x and MMSegmentation 1.x.
+
+Runtime dependencies are declared below. mmcv has no wheel for current torch on PyPI: build it from the sdist
+against the installed torch *before* installing this package (``tools/setup_env.sh`` does it; README
+"Installation"), otherwise pip builds it in an isolated environment without its compiled ops.
+"""
 from setuptools import find_packages, setup
-setup(name='mmvit_backbones', version='0.1.0', packages=find_packages(include=['mmvit_backbones*']))
+
+setup(
+    name='mmvit_backbones',
+    version='0.1.0',
+    description='PyramidTNT, GC ViT, Shunted Transformer, T2T-ViT, BoTNet and plain ViT (DINO) backbones for '
+    'MMDetection 3.x and MMSegmentation 1.x',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    python_requires='>=3.9',
+    packages=find_packages(include=['mmvit_backbones', 'mmvit_backbones.*']),
+    install_requires=[
+        'torch>=2.1',
+        'numpy',
+        'mmengine>=0.10.7,<0.11',
+        'mmcv>=2.0.0,<2.2.0',  # mmdet 3.3.0 / mmseg 1.2.2 assert mmcv < 2.2.0; build with ops from source
+        'timm>=1.0,<1.1',
+        'opencv-python',
+    ],
+    extras_require={
+        'det': ['mmdet==3.3.0', 'pycocotools'],
+        'seg': ['mmsegmentation==1.2.2', 'ftfy', 'regex'],  # mmseg 1.2.2 imports ftfy/regex without declaring
+        'tests': ['pytest>=7', 'tqdm'],
+    },
+    classifiers=['Programming Language :: Python :: 3', 'License :: OSI Approved :: Apache Software License'],
+)

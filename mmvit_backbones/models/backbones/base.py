@@ -123,8 +123,8 @@ class PyramidBackbone(BaseModule):
 
     def checkpoint(self, function: Callable, *args):
         """Run ``function(*args)`` under activation checkpointing when ``with_cp`` is set and grads are needed."""
-        if self.with_cp and self.training and torch.is_grad_enabled() and any(
-                isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+        # non-reentrant checkpointing also covers blocks whose input needs no grad (after frozen stages)
+        if self.with_cp and self.training and torch.is_grad_enabled():
             return torch_checkpoint.checkpoint(function, *args, use_reentrant=False)
         return function(*args)
 
