@@ -7,7 +7,7 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
     './_base_/mmvit_imports.py',
 ]
-pretrained = 'checkpoints/shunted_ckpt_S.pth'
+pretrained = 'checkpoints/shunted_ckpt_S.pth'  # the official ckpt_S.pth (see README "Official weights")
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -8,8 +8,7 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
     './_base_/mmvit_imports.py',
 ]
-# Official ImageNet weights (Google Drive, see README "Official weights"); converted on load.
-pretrained = 'checkpoints/shunted_ckpt_S.pth'
+pretrained = 'checkpoints/shunted_ckpt_S.pth'  # the official ckpt_S.pth (see README "Official weights")
 model = dict(
     # Shunted was trained with ImageNet mean/std, mmdet's default data_preprocessor.
     backbone=dict(

@@ -6,7 +6,7 @@ _base_ = [
     './_base_/schedules/adamw_160k.py',
     './_base_/mmvit_imports.py',
 ]
-pretrained = 'checkpoints/shunted_ckpt_S.pth'
+pretrained = 'checkpoints/shunted_ckpt_S.pth'  # the official ckpt_S.pth (see README "Official weights")
 crop_size = (512, 512)
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
