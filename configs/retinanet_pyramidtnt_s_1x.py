@@ -22,4 +22,6 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[128, 256, 512, 512]))
 optim_wrapper = dict(
-    paramwise_cfg=dict(custom_keys={'outer_pos': dict(decay_mult=0.0), 'relative_pos': dict(decay_mult=0.0)}))
+    paramwise_cfg=dict(custom_keys={
+        'outer_pos': dict(decay_mult=0.0), 'inner_pos': dict(decay_mult=0.0), 'relative_pos': dict(decay_mult=0.0)
+    }))

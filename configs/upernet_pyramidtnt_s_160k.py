@@ -22,6 +22,8 @@ model = dict(
     decode_head=dict(in_channels=[128, 256, 512, 512], num_classes=150, norm_cfg=norm_cfg),
     auxiliary_head=dict(in_channels=512, num_classes=150, norm_cfg=norm_cfg))
 optim_wrapper = dict(
-    paramwise_cfg=dict(custom_keys={'outer_pos': dict(decay_mult=0.0), 'relative_pos': dict(decay_mult=0.0)}))
+    paramwise_cfg=dict(custom_keys={
+        'outer_pos': dict(decay_mult=0.0), 'inner_pos': dict(decay_mult=0.0), 'relative_pos': dict(decay_mult=0.0)
+    }))
 # 2 images per GPU x 8 GPUs
 train_dataloader = dict(batch_size=2)
