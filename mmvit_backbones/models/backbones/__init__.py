@@ -1,13 +1,10 @@
-# One module per architecture; each registers its backbone (and its parity adapter) on import.
+# One module per architecture; importing it registers the backbone and its parity adapter.
 from .base import PyramidBackbone
+from .botnet import BoTNet
+from .gcvit import GCViT
+from .plain_vit import PlainViT
+from .pyramid_tnt import PyramidTNT
+from .shunted import ShuntedTransformer
+from .t2t_vit import T2TViT
 
-__all__ = ['PyramidBackbone']
-
-for _module, _name in [('pyramid_tnt', 'PyramidTNT'), ('gcvit', 'GCViT'), ('shunted', 'ShuntedTransformer'),
-                       ('t2t_vit', 'T2TViT'), ('plain_vit', 'PlainViT'), ('botnet', 'BoTNet')]:
-    try:
-        globals()[_name] = getattr(__import__(f'{__name__}.{_module}', fromlist=[_name]), _name)
-        __all__.append(_name)
-    except ModuleNotFoundError as _err:  # architecture not written yet
-        if _err.name != f'{__name__}.{_module}':
-            raise
+__all__ = ['PyramidBackbone', 'PyramidTNT', 'GCViT', 'ShuntedTransformer', 'T2TViT', 'PlainViT', 'BoTNet']
