@@ -54,7 +54,7 @@ from timm.layers import DropPath, trunc_normal_
 from ...checkpoint import StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import SizeCache, attention, resize_relative_position_table
+from ..layers import Mlp, SizeCache, attention, init_linear_and_layernorm, resize_relative_position_table
 from .base import PyramidBackbone
 
 QUERY_RESIZE_MODES = ('bicubic', 'bilinear', 'nearest', 'area', 'adaptive_max')
@@ -236,17 +236,6 @@ class WindowAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(bw, n, c))
 
 
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class GCViTBlock(nn.Module):
     def __init__(self, dim: int, num_heads: int, window: int, mlp_ratio: float, global_query: bool,
                  drop_path: float, layer_scale: Optional[float]):
@@ -417,14 +406,8 @@ class GCViT(PyramidBackbone):
     @staticmethod
     def _official_init(m: nn.Module) -> None:
         """Official initialisation: truncated normal (std .02) for linears and relative-position tables, LN 1/0."""
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, WindowAttention):
+        init_linear_and_layernorm(m)
+        if isinstance(m, WindowAttention):
             trunc_normal_(m.relative_position_bias_table, std=.02)
 
     # ------------------------------------------------------------------------------------------------- forward

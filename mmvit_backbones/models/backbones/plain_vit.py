@@ -23,7 +23,8 @@ deconvolutions up, identity, max-pool down. What this module adds to the classif
 * **optional windowed attention** (ViTDet, for 1024+ inputs): blocks in ``window_block_indexes`` attend within
   non-overlapping ``window_size`` x ``window_size`` windows of the patch grid (padded to whole windows, padded keys
   masked). The cls token stays global: it is a key of every window, and its own query attends to all tokens. No
-  weight is added or changed, so the same checkpoints load.
+  weight is added or changed, so the same checkpoints load. The blocks are the shared
+  :class:`~mmvit_backbones.models.layers.ViTBlock` (also used by T2T-ViT).
 * ``frozen_stages``: stage 0 is the stem (patch embedding, cls token, position embedding); the blocks are split
   into 4 stages of consecutive quarters of the blocks built (ViT-S/B: blocks 0-2, 3-5, 6-8, 9-11); the final norm
   belongs to stage 4.
@@ -39,11 +40,11 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import DropPath, Mlp, trunc_normal_
+from timm.layers import trunc_normal_
 
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import SimpleFeaturePyramid, SizeCache, attention, resize_grid_embed
+from ..layers import SimpleFeaturePyramid, SizeCache, ViTBlock, init_linear_and_layernorm, resize_grid_embed
 from .base import PyramidBackbone
 
 Size2d = Tuple[int, int]
@@ -55,102 +56,6 @@ _POS_INTERP_MODES = ('dino', 'bicubic')
 
 def _is_square(n: int) -> bool:
     return n > 0 and math.isqrt(n) ** 2 == n
-
-
-def window_partition(t: torch.Tensor, grid_hw: Size2d, window: int) -> Tuple[torch.Tensor, Size2d]:
-    """(B, heads, gh*gw, d) patch tokens -> (B*nW, heads, window*window, d) windows of the zero-padded grid.
-
-    Returns the windows and the padded grid size.
-    """
-    b, heads, _, d = t.shape
-    gh, gw = grid_hw
-    ph, pw = math.ceil(gh / window) * window, math.ceil(gw / window) * window
-    t = t.reshape(b, heads, gh, gw, d)
-    if (ph, pw) != (gh, gw):
-        t = F.pad(t, (0, 0, 0, pw - gw, 0, ph - gh))
-    t = t.reshape(b, heads, ph // window, window, pw // window, window, d)
-    t = t.permute(0, 2, 4, 1, 3, 5, 6)  # (B, nh, nw, heads, window, window, d)
-    return t.reshape(-1, heads, window * window, d), (ph, pw)
-
-
-def window_unpartition(t: torch.Tensor, batch: int, grid_hw: Size2d, padded_hw: Size2d, window: int) -> torch.Tensor:
-    """Inverse of :func:`window_partition`: (B*nW, heads, window*window, d) -> (B, heads, gh*gw, d)."""
-    heads, d = t.shape[1], t.shape[-1]
-    (gh, gw), (ph, pw) = grid_hw, padded_hw
-    t = t.reshape(batch, ph // window, pw // window, heads, window, window, d)
-    t = t.permute(0, 3, 1, 4, 2, 5, 6).reshape(batch, heads, ph, pw, d)
-    return t[:, :, :gh, :gw].reshape(batch, heads, gh * gw, d)
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention (DINO/timm layout: fused ``qkv`` and ``proj``), global or windowed.
-
-    The leading ``num_extra`` tokens (cls) always attend globally; with ``window_size > 0`` the patch tokens attend
-    to their window plus the extra tokens.
-    """
-
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, window_size: int = 0):
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f'embed_dims {dim} is not divisible by num_heads {num_heads}')
-        self.num_heads = num_heads
-        self.window_size = window_size
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor, grid_hw: Size2d, num_extra: int = 1) -> torch.Tensor:
-        b, n, c = x.shape  # n = num_extra + gh * gw
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (B, heads, N, d)
-        if self.window_size > 0:
-            out = self._windowed(q, k, v, grid_hw, num_extra)
-        else:
-            out = attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
-
-    def _windowed(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid_hw: Size2d,
-                  num_extra: int) -> torch.Tensor:
-        b, heads, _, d = q.shape
-        ws = self.window_size
-        extra_out = attention(q[:, :, :num_extra], k, v)  # (B, heads, extra, d): cls sees everything
-        qw, padded_hw = window_partition(q[:, :, num_extra:], grid_hw, ws)
-        kw, _ = window_partition(k[:, :, num_extra:], grid_hw, ws)
-        vw, _ = window_partition(v[:, :, num_extra:], grid_hw, ws)
-        num_windows = qw.shape[0] // b
-
-        def with_extra(t_windows: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            # prepend the extra tokens' keys/values to every window: (B*nW, heads, extra + ws*ws, d)
-            extra = t[:, None, :, :num_extra].expand(b, num_windows, heads, num_extra, d)
-            return torch.cat([extra.reshape(b * num_windows, heads, num_extra, d), t_windows], dim=2)
-
-        kw, vw = with_extra(kw, k), with_extra(vw, v)
-        bias = None
-        if padded_hw != tuple(grid_hw):  # keys in the padding must not be attended to
-            valid = torch.zeros(padded_hw, dtype=torch.bool, device=q.device)
-            valid[:grid_hw[0], :grid_hw[1]] = True
-            valid, _ = window_partition(valid.reshape(1, 1, -1, 1).float(), padded_hw, ws)  # (nW, 1, ws*ws, 1)
-            valid = torch.cat([valid.new_ones(num_windows, num_extra), valid[:, 0, :, 0]], dim=1) > 0
-            bias = torch.zeros(valid.shape, dtype=q.dtype, device=q.device).masked_fill(~valid, float('-inf'))
-            bias = bias[:, None, None, :].repeat(b, 1, 1, 1)  # (B*nW, 1, 1, extra + ws*ws)
-        out = attention(qw, kw, vw, bias)  # (B*nW, heads, ws*ws, d)
-        return torch.cat([extra_out, window_unpartition(out, b, grid_hw, padded_hw, ws)], dim=2)
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block (DINO ``Block``): x + attn(norm1(x)), then x + mlp(norm2(x))."""
-
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 drop_path: float = 0.0, norm_eps: float = 1e-6, window_size: int = 0):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, window_size=window_size)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
-
-    def forward(self, x: torch.Tensor, grid_hw: Size2d) -> torch.Tensor:  # (B, 1 + gh*gw, D)
-        x = x + self.drop_path(self.attn(self.norm1(x), grid_hw))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class PatchEmbed(nn.Module):
@@ -267,9 +172,9 @@ class PlainViT(PyramidBackbone):
         # DINO's stochastic-depth rule over the full depth, so a truncated model keeps each block's rate
         rates = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.ModuleList([
-            Block(dim, heads, float(settings.get('mlp_ratio', 4.0)), bool(settings.get('qkv_bias', True)),
-                  drop_path=rates[i], norm_eps=float(settings.get('norm_eps', 1e-6)),
-                  window_size=window_size if i in window_block_indexes else 0) for i in range(num_blocks)])
+            ViTBlock(dim, heads, float(settings.get('mlp_ratio', 4.0)), bool(settings.get('qkv_bias', True)),
+                     drop_path=rates[i], norm_eps=float(settings.get('norm_eps', 1e-6)),
+                     window_size=window_size if i in window_block_indexes else 0) for i in range(num_blocks)])
         self.norm = nn.LayerNorm(dim, eps=float(settings.get('norm_eps', 1e-6))) if final_norm else None
         self.pyramid = SimpleFeaturePyramid(dim)
         # Branches of levels that are not returned would hold parameters without gradients (DDP errors): drop them.
@@ -288,11 +193,7 @@ class PlainViT(PyramidBackbone):
         """DINO's initialisation (used when training from scratch; checkpoints overwrite it)."""
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
-        for m in self.blocks.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        self.blocks.apply(init_linear_and_layernorm)
 
     # ------------------------------------------------------------------------------------------ position embedding
     def resize_pos_embed(self, pos: torch.Tensor, src_hw: Size2d, dst_hw: Size2d) -> torch.Tensor:

@@ -65,7 +65,8 @@ from timm.layers import DropPath, trunc_normal_
 from ...checkpoint import StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import DoubleResolution, SizeCache, attention, resize_dense_bias, resize_grid_embed
+from ..layers import (DoubleResolution, Mlp, SizeCache, attention, init_conv_fan_out, init_linear_and_layernorm,
+                      resize_dense_bias, resize_grid_embed)
 from .base import PyramidBackbone
 
 Size2d = Tuple[int, int]
@@ -116,17 +117,6 @@ def infer_grid(num_cells: int, like: Size2d) -> Size2d:
 
 
 # ------------------------------------------------------------------------------------------------------ building blocks
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class SpatialReductionAttention(nn.Module):
     """Multi-head attention whose keys/values come from the token map average-pooled by ``sr_ratio`` (+ linear + LN).
 
@@ -431,18 +421,8 @@ class PyramidTNT(PyramidBackbone):
     def _init_parameters(self) -> None:
         """The official initialisation (used when training from scratch; checkpoints overwrite it)."""
         for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+            init_linear_and_layernorm(m)
+            init_conv_fan_out(m)
         trunc_normal_(self.outer_pos, std=0.02)
         trunc_normal_(self.inner_pos, std=0.02)  # relative_pos keeps its official N(0, 1) draw
 

@@ -35,12 +35,12 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath
 
 from ...checkpoint import StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import attention
+from ..layers import attention, init_conv_fan_out, init_linear_and_layernorm
 from .base import PyramidBackbone
 
 Size2d = Tuple[int, int]
@@ -300,19 +300,10 @@ class ShuntedTransformer(PyramidBackbone):
 
     @staticmethod
     def _official_init(m: nn.Module) -> None:
-        """Initialisation of the official code (``init_weights`` applies it before loading any checkpoint)."""
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Conv2d):
-            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-            nn.init.normal_(m.weight, 0, (2.0 / fan_out) ** 0.5)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+        """Initialisation of the official code (``init_weights`` applies it before loading any checkpoint): the
+        ViT-family Linear/LayerNorm init and the PVT-family fan-out Conv2d init."""
+        init_linear_and_layernorm(m)
+        init_conv_fan_out(m)
 
     # --------------------------------------------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:

@@ -26,7 +26,8 @@ Dense-prediction adaptation (not in the official code, which is a 224x224 classi
   projected by 1x1 conv + LN).
 * **Windowed attention** (optional, ViTDet-style, for large inputs): blocks listed in ``window_block_indices``
   attend within ``window_size`` x ``window_size`` windows of the grid plus the class token; the class token
-  attends globally. Weights are unchanged, so ImageNet checkpoints load as they are.
+  attends globally (the shared :class:`~mmvit_backbones.models.layers.ViTBlock`, as PlainViT's). Weights are
+  unchanged, so ImageNet checkpoints load as they are.
 * **Stages** for ``frozen_stages``: 0 is the stem (T2T module, class token, position table); stages 1..4 are the
   four quarters of the blocks (``blocks[d*s//4 : d*(s+1)//4]`` for depth ``d``); the final norm goes with stage 4.
 
@@ -41,12 +42,13 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import trunc_normal_
 
 from ...checkpoint import StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import SimpleFeaturePyramid, SizeCache, attention, resize_grid_embed
+from ..layers import (Mlp, SimpleFeaturePyramid, SizeCache, ViTBlock, attention, init_linear_and_layernorm,
+                      resize_grid_embed)
 from .base import PyramidBackbone
 
 Size2d = Tuple[int, int]
@@ -80,20 +82,6 @@ def sinusoid_table(num_positions: int, dims: int) -> torch.Tensor:
 def soft_split_size(size: int, step: int) -> int:
     kernel, stride, padding = SOFT_SPLITS[step]
     return (size + 2 * padding - kernel) // stride + 1
-
-
-class Mlp(nn.Module):
-    """Linear -> GELU -> Linear -> Dropout (the T2T Performer's MLP order; blocks use ``drop=0``)."""
-
-    def __init__(self, dims: int, hidden_dims: int, drop: float = 0.):
-        super().__init__()
-        self.fc1 = nn.Linear(dims, hidden_dims)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dims, dims)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.act(self.fc1(x))))
 
 
 class PerformerTokenMixer(nn.Module):
@@ -203,78 +191,6 @@ class TokensToToken(nn.Module):
         return self.project(tokens), grid, maps
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention of the ViT blocks, global or in windows (class token kept in both)."""
-
-    def __init__(self, dims: int, num_heads: int, qkv_bias: bool = False, window_size: int = 0):
-        super().__init__()
-        self.num_heads = num_heads
-        self.window_size = window_size
-        self.qkv = nn.Linear(dims, dims * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dims, dims)
-
-    def forward(self, x: torch.Tensor, grid: Size2d) -> torch.Tensor:  # (B, 1 + h*w, C)
-        batch, tokens, dims = x.shape
-        q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # (B, nh, N, d)
-        if self.window_size:
-            out = self.windowed(q, k, v, grid)
-        else:
-            out = attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dims))
-
-    def windowed(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: Size2d) -> torch.Tensor:
-        """Grid tokens attend to their window and the class token; the class token attends to everything.
-
-        The grid is padded to a multiple of the window; padded keys are masked out (ViTDet lets zero-padded keys
-        take part instead; masking makes the result independent of the padding).
-        """
-        batch, heads, _, head_dims = q.shape
-        (h, w), ws = grid, self.window_size
-        cls_out = attention(q[:, :, :1], k, v)  # (B, nh, 1, d)
-        pad_h, pad_w = -h % ws, -w % ws
-        rows, cols = (h + pad_h) // ws, (w + pad_w) // ws
-
-        def partition(t: torch.Tensor) -> torch.Tensor:  # (B, nh, h*w, d) -> (B*rows*cols, nh, ws*ws, d)
-            t = F.pad(t.reshape(batch, heads, h, w, head_dims), (0, 0, 0, pad_w, 0, pad_h))
-            t = t.reshape(batch, heads, rows, ws, cols, ws, head_dims).permute(0, 2, 4, 1, 3, 5, 6)
-            return t.reshape(batch * rows * cols, heads, ws * ws, head_dims)
-
-        def with_cls(t: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:  # prepend each image's class token
-            cls = t[:, :, :1].unsqueeze(1).expand(-1, rows * cols, -1, -1, -1).reshape(-1, heads, 1, head_dims)
-            return torch.cat([cls, windows], dim=2)
-
-        bias = None
-        if pad_h or pad_w:
-            valid = q.new_ones(h, w, dtype=torch.bool)
-            valid = F.pad(valid, (0, pad_w, 0, pad_h), value=False)
-            valid = valid.reshape(rows, ws, cols, ws).permute(0, 2, 1, 3).reshape(rows * cols, ws * ws)
-            valid = torch.cat([valid.new_ones(rows * cols, 1), valid], dim=1)  # the class token is always valid
-            bias = q.new_zeros(valid.shape, dtype=torch.float32).masked_fill(~valid, float('-inf'))
-            bias = bias[:, None, None].repeat(batch, 1, 1, 1)  # (B*rows*cols, 1, 1, 1 + ws*ws)
-        out = attention(partition(q[:, :, 1:]), with_cls(k, partition(k[:, :, 1:])),
-                        with_cls(v, partition(v[:, :, 1:])), bias)  # (B*rows*cols, nh, ws*ws, d)
-        out = out.reshape(batch, rows, cols, heads, ws, ws, head_dims).permute(0, 3, 1, 4, 2, 5, 6)
-        out = out.reshape(batch, heads, rows * ws, cols * ws, head_dims)[:, :, :h, :w]
-        return torch.cat([cls_out, out.reshape(batch, heads, h * w, head_dims)], dim=2)
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(LN(x)), x + mlp(LN(x)), with stochastic depth."""
-
-    def __init__(self, dims: int, num_heads: int, mlp_ratio: float, qkv_bias: bool, drop_path: float,
-                 window_size: int = 0):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dims)
-        self.attn = Attention(dims, num_heads, qkv_bias, window_size)
-        self.norm2 = nn.LayerNorm(dims)
-        self.mlp = Mlp(dims, int(dims * mlp_ratio))
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-
-    def forward(self, x: torch.Tensor, grid: Size2d) -> torch.Tensor:  # (B, 1 + h*w, C)
-        x = x + self.drop_path(self.attn(self.norm1(x), grid))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
-
-
 _PERFORMER = dict(t2t_type='performer')
 _TRANSFORMER = dict(t2t_type='transformer')
 
@@ -380,9 +296,10 @@ class T2TViT(PyramidBackbone):
         num_positions = 1 + self.pretrain_grid[0] * self.pretrain_grid[1]
         self.pos_embed = nn.Parameter(sinusoid_table(num_positions, embed_dims), requires_grad=False)
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear decay rule
+        # plain pre-norm ViT blocks; the official LayerNorms keep PyTorch's default eps 1e-5
         self.blocks = nn.ModuleList(
-            Block(embed_dims, num_heads, s['mlp_ratio'], s.get('qkv_bias', False), rates[i],
-                  window_size if i in window_block_indices else 0) for i in range(num_blocks))
+            ViTBlock(embed_dims, num_heads, s['mlp_ratio'], s.get('qkv_bias', False), rates[i], norm_eps=1e-5,
+                     window_size=window_size if i in window_block_indices else 0) for i in range(num_blocks))
         self.norm = nn.LayerNorm(embed_dims) if final_norm else None
         self.pyramid = SimpleFeaturePyramid(embed_dims, (token_dims, token_dims) if use_t2t_fine_maps else ())
         self.out_channels: Tuple[int, ...] = tuple(self.pyramid.out_channels)
@@ -391,19 +308,9 @@ class T2TViT(PyramidBackbone):
         self.stage_bounds = tuple(num_blocks * i // 4 for i in range(5))
         self._pos_cache = SizeCache()
 
-        self.apply(self._init_linear_and_norm)
+        self.apply(init_linear_and_layernorm)  # the official initialisation (training from scratch)
         trunc_normal_(self.cls_token, std=.02)
         self.register_load_state_dict_pre_hook(self._resize_pos_embed_on_load)
-
-    @staticmethod
-    def _init_linear_and_norm(m: nn.Module) -> None:  # the official initialisation (training from scratch)
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
     # ------------------------------------------------------------------------------------------ position table
     @staticmethod

@@ -2,6 +2,8 @@ from .attention import attention, naive_attention_mode
 from .pyramid import DoubleResolution, LayerNorm2d, SimpleFeaturePyramid
 from .resize import (SizeCache, resize_1d_table, resize_dense_bias, resize_grid_embed,
                      resize_relative_position_table)
+from .transformer import Mlp, ViTAttention, ViTBlock, init_conv_fan_out, init_linear_and_layernorm
 
 __all__ = ['attention', 'naive_attention_mode', 'DoubleResolution', 'LayerNorm2d', 'SimpleFeaturePyramid',
-           'SizeCache', 'resize_1d_table', 'resize_dense_bias', 'resize_grid_embed', 'resize_relative_position_table']
+           'SizeCache', 'resize_1d_table', 'resize_dense_bias', 'resize_grid_embed', 'resize_relative_position_table',
+           'Mlp', 'ViTAttention', 'ViTBlock', 'init_conv_fan_out', 'init_linear_and_layernorm']

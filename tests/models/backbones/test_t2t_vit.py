@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import mmvit_backbones.models.backbones.t2t_vit as t2t_module
+import mmvit_backbones.models.layers.transformer as transformer_module
 from mmvit_backbones.checkpoint import load_pretrained
 from mmvit_backbones.models import T2TViT
 from mmvit_backbones.models.layers import resize_grid_embed
@@ -104,7 +105,9 @@ def test_all_softmax_attention_goes_through_shared_core(monkeypatch):
         calls.append(args[0].shape)
         return original(*args, **kwargs)
 
+    # the T2T mixers call it from this module, the ViT blocks from the shared transformer layers
     monkeypatch.setattr(t2t_module, 'attention', counting)
+    monkeypatch.setattr(transformer_module, 'attention', counting)
     with torch.no_grad():
         build_tiny().eval()(torch.randn(1, 3, 64, 64))
         assert len(calls) == TINY['depth']  # blocks; the Performer T2T layers are linear attention
