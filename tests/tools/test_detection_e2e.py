@@ -1,7 +1,6 @@
 """End to end on the synthetic COCO-format data, through the real tools: train, test from a checkpoint, resume;
 and training visibly learns (a trained detector beats an untrained one on COCO bbox mAP)."""
 import os.path as osp
-import re
 import subprocess
 import sys
 
@@ -34,10 +33,9 @@ def _run(args, cwd):
     return proc.stdout + proc.stderr
 
 
-def _bbox_map(log: str) -> float:
-    found = re.findall(r'coco/bbox_mAP: (-?[0-9.]+)', log)
-    assert found, log[-2000:]
-    return float(found[-1])
+def _evaluated(log: str) -> None:
+    # COCO evaluation ran (a barely trained detector may have no box above the score threshold yet)
+    assert 'Evaluating bbox' in log, log[-2000:]
 
 
 def test_train_test_resume_through_tools(coco_shapes, tmp_path):
@@ -47,7 +45,7 @@ def test_train_test_resume_through_tools(coco_shapes, tmp_path):
     work = str(tmp_path / 'work')
     log = _run(['tools/train.py', config, '--work-dir', work], ROOT)
     assert osp.isfile(osp.join(work, 'epoch_2.pth'))
-    _bbox_map(log)
+    _evaluated(log)
     # the checkpoint mmengine wrote loads with weights_only=True (message hub included)
     checkpoint = torch.load(osp.join(work, 'epoch_2.pth'), weights_only=True)
     assert {'state_dict', 'message_hub', 'optimizer', 'meta'} <= set(checkpoint)
@@ -55,7 +53,7 @@ def test_train_test_resume_through_tools(coco_shapes, tmp_path):
     out = str(tmp_path / 'results.pkl')
     log = _run(['tools/test.py', config, osp.join(work, 'epoch_2.pth'), '--out', out,
                 '--work-dir', str(tmp_path / 'test')], ROOT)
-    _bbox_map(log)
+    _evaluated(log)
     assert osp.isfile(out)
 
     log = _run(['tools/train.py', config, '--work-dir', work, '--resume',
@@ -69,7 +67,7 @@ def test_training_beats_untrained_on_coco_map(coco_shapes, tmp_path):
     from mmengine.runner import Runner
 
     import mmvit_backbones  # noqa: F401
-    cfg = _tiny_retinanet_config(coco_shapes, epochs=12)
+    cfg = _tiny_retinanet_config(coco_shapes, epochs=40)
     # evaluate on the training images: 8 images cannot teach generalisation, but a detector that learned
     # nothing scores ~0 there while one that learned localises the shapes it saw
     for key in ('val_dataloader', 'test_dataloader'):
@@ -83,4 +81,5 @@ def test_training_beats_untrained_on_coco_map(coco_shapes, tmp_path):
     untrained = runner.val_loop.run()['coco/bbox_mAP']
     runner.train()
     trained = runner.val_loop.run()['coco/bbox_mAP']
-    assert trained > untrained + 0.05, (untrained, trained)
+    print(f"untrained mAP {untrained:.3f}, trained mAP {trained:.3f}")
+    assert trained > untrained + 0.15, (untrained, trained)
