@@ -53,19 +53,27 @@ def demo_config(config: str, data_root: str, work_dir: str, epochs: int, lr: flo
     return cfg
 
 
-def save_detections(runner: Runner, cfg: Config, data_root: str, out_file: str, score_thr: float = 0.3) -> None:
+def save_detections(runner: Runner, cfg: Config, data_root: str, out_file: str, score_thr: float = 0.5,
+                    num_images: int = 4, upscale: int = 2) -> None:
+    """Draw the detections of the first ``num_images`` validation images side by side (enlarged) into one PNG."""
     import mmcv
+    import numpy as np
     from mmdet.apis import inference_detector
     from mmdet.registry import VISUALIZERS
-    image_path = sorted(glob.glob(osp.join(data_root, 'val2017', '*.jpg')))[0]
     model = runner.model
     model.cfg = cfg
-    result = inference_detector(model, image_path)
     visualizer = VISUALIZERS.build(dict(type='DetLocalVisualizer', name='demo_visualizer'))
     visualizer.dataset_meta = runner.test_dataloader.dataset.metainfo
-    image = mmcv.imread(image_path, channel_order='rgb')
-    visualizer.add_datasample('demo', image, data_sample=result, draw_gt=False, pred_score_thr=score_thr,
-                              out_file=out_file)
+    panels = []
+    for image_path in sorted(glob.glob(osp.join(data_root, 'val2017', '*.jpg')))[:num_images]:
+        result = inference_detector(model, image_path)
+        result.pred_instances.bboxes *= upscale
+        image = mmcv.imrescale(mmcv.imread(image_path, channel_order='rgb'), upscale)
+        visualizer.add_datasample('demo', image, data_sample=result, draw_gt=False, pred_score_thr=score_thr)
+        panels.append(visualizer.get_image())
+    height = max(p.shape[0] for p in panels)
+    panels = [np.pad(p, ((0, height - p.shape[0]), (0, 4), (0, 0)), constant_values=255) for p in panels]
+    mmcv.imwrite(np.concatenate(panels, axis=1)[..., ::-1], out_file)
 
 
 def main():
@@ -94,7 +102,7 @@ def main():
     print(f'\nDemo finished in {(time.time() - start) / 60:.1f} min: '
           f'{cfg.model.type} + {cfg.model.backbone.type}, COCO bbox mAP {bbox_map:.3f} '
           f'(mAP@50 {metrics.get("coco/bbox_mAP_50", float("nan")):.3f}) on {args.data_root}/val2017; '
-          f'detections drawn in {out_file}')
+          f'detections of 4 validation images drawn in {out_file}')
 
 
 if __name__ == '__main__':

@@ -340,7 +340,7 @@ class GCViT(PyramidBackbone):
 
     def __init__(self, arch: Union[str, dict] = 't', in_channels: int = 3,
                  window_size: Optional[Union[int, Sequence[int]]] = None, query_resize_mode: str = 'bicubic',
-                 adaptive_query_pool: bool = True, drop_path_rate: float = 0.2,
+                 adaptive_query_pool: bool = True, drop_path_rate: float = 0.0,
                  out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1, norm_eval: bool = False,
                  with_cp: bool = False, init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, init_cfg)

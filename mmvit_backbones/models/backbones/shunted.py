@@ -239,7 +239,7 @@ class ShuntedTransformer(PyramidBackbone):
     min_input_size = 32
 
     def __init__(self, arch: Union[str, dict] = 's', in_channels: int = 3,
-                 out_indices: Sequence[int] = (0, 1, 2, 3), drop_path_rate: float = 0.1, frozen_stages: int = -1,
+                 out_indices: Sequence[int] = (0, 1, 2, 3), drop_path_rate: float = 0.0, frozen_stages: int = -1,
                  norm_eval: bool = False, with_cp: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(arch, in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,

@@ -24,7 +24,7 @@ Dense-prediction adaptation (not in the official code, which is a 224x224 classi
   ``feature_block`` (default the last block, with the final norm when ``final_norm``). With
   ``use_t2t_fine_maps=True`` levels 0/1 are instead the T2T module's own stride-4/8 token maps (64 channels,
   projected by 1x1 conv + LN).
-* **Windowed attention** (optional, ViTDet-style, for large inputs): blocks listed in ``window_block_indices``
+* **Windowed attention** (optional, ViTDet-style, for large inputs): blocks listed in ``window_block_indexes``
   attend within ``window_size`` x ``window_size`` windows of the grid plus the class token; the class token
   attends globally (the shared :class:`~mmvit_backbones.models.layers.ViTBlock`, as PlainViT's). Weights are
   unchanged, so ImageNet checkpoints load as they are.
@@ -231,7 +231,7 @@ class T2TViT(PyramidBackbone):
             built (their checkpoint entries are reported as unused).
         final_norm: apply the final LayerNorm to that output.
         use_t2t_fine_maps: levels 0/1 from the T2T stride-4/8 token maps instead of deconvolutions.
-        window_size / window_block_indices: ViTDet-style windowed attention in the listed blocks.
+        window_size / window_block_indexes: ViTDet-style windowed attention in the listed blocks.
         drop_path_rate: stochastic depth, linear over the blocks.
         t2t_drop_rate: dropout inside the Performer T2T layers (hard-coded 0.1 officially; the transformer T2T has
             none).
@@ -251,7 +251,7 @@ class T2TViT(PyramidBackbone):
     def __init__(self, arch: Union[str, dict] = '14', in_channels: int = 3,
                  pretrain_img_size: Union[int, Sequence[int]] = 224, out_indices: Sequence[int] = (0, 1, 2, 3),
                  feature_block: int = -1, final_norm: bool = True, use_t2t_fine_maps: bool = False,
-                 window_size: int = 0, window_block_indices: Sequence[int] = (), drop_path_rate: float = 0.,
+                 window_size: int = 0, window_block_indexes: Sequence[int] = (), drop_path_rate: float = 0.,
                  t2t_drop_rate: float = 0.1, frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, init_cfg)
@@ -275,12 +275,12 @@ class T2TViT(PyramidBackbone):
         num_blocks = feature_block % depth + 1
         if not isinstance(window_size, int) or window_size < 0:
             raise ValueError(f'{name}: window_size must be an int >= 0, got {window_size!r}')
-        window_block_indices = tuple(window_block_indices)
-        if window_block_indices and not window_size:
-            raise ValueError(f'{name}: window_block_indices {window_block_indices} need a window_size > 0')
-        if any(not isinstance(i, int) or not 0 <= i < num_blocks for i in window_block_indices):
-            raise ValueError(f'{name}: window_block_indices must be block indices in [0, {num_blocks - 1}], '
-                             f'got {window_block_indices}')
+        window_block_indexes = tuple(window_block_indexes)
+        if window_block_indexes and not window_size:
+            raise ValueError(f'{name}: window_block_indexes {window_block_indexes} need a window_size > 0')
+        if any(not isinstance(i, int) or not 0 <= i < num_blocks for i in window_block_indexes):
+            raise ValueError(f'{name}: window_block_indexes must be block indices in [0, {num_blocks - 1}], '
+                             f'got {window_block_indexes}')
         if not 0 <= drop_path_rate < 1:
             raise ValueError(f'{name}: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
         img_size = (pretrain_img_size, ) * 2 if isinstance(pretrain_img_size, int) else tuple(pretrain_img_size)
@@ -299,7 +299,7 @@ class T2TViT(PyramidBackbone):
         # plain pre-norm ViT blocks; the official LayerNorms keep PyTorch's default eps 1e-5
         self.blocks = nn.ModuleList(
             ViTBlock(embed_dims, num_heads, s['mlp_ratio'], s.get('qkv_bias', False), rates[i], norm_eps=1e-5,
-                     window_size=window_size if i in window_block_indices else 0) for i in range(num_blocks))
+                     window_size=window_size if i in window_block_indexes else 0) for i in range(num_blocks))
         self.norm = nn.LayerNorm(embed_dims) if final_norm else None
         self.pyramid = SimpleFeaturePyramid(embed_dims, (token_dims, token_dims) if use_t2t_fine_maps else ())
         self.out_channels: Tuple[int, ...] = tuple(self.pyramid.out_channels)
