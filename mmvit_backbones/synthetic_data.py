@@ -81,7 +81,8 @@ def make_coco_shapes(root: str, num_train: int = 200, num_val: int = 50, size: T
             for label, poly in objects:
                 x0, y0 = poly.min(axis=0)
                 x1, y1 = poly.max(axis=0)
-                area = 0.5 * abs(np.dot(poly[:, 0], np.roll(poly[:, 1], 1)) - np.dot(poly[:, 1], np.roll(poly[:, 0], 1)))
+                x, y = poly[:, 0], poly[:, 1]
+                area = 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))  # shoelace formula
                 annotations.append(dict(
                     id=len(annotations) + 1, image_id=image_id, category_id=label + 1, iscrowd=0,
                     bbox=[float(x0), float(y0), float(x1 - x0), float(y1 - y0)], area=float(area),

@@ -6,7 +6,8 @@
     python tools/benchmark.py --models ShuntedTransformer:s --sizes 800x1333 --backward --compare-naive
 
 Each (model, size) runs in a fresh subprocess so that peak memory is its own: on CUDA
-``torch.cuda.max_memory_allocated``; on CPU the growth of the process's peak resident memory over the built model.
+``torch.cuda.max_memory_allocated``; on CPU the peak growth of the resident memory (sampled every 2 ms) over
+the built model.
 ``--compare-naive`` runs the same weights with textbook attention (explicit softmax(QK^T)V instead of
 ``scaled_dot_product_attention``) and reports the speed ratio, the memory of both and the max output difference.
 FLOPs are counted by ``torch.utils.flop_counter`` (multiply-adds x2) for one forward pass.
@@ -15,7 +16,7 @@ import argparse
 import multiprocessing as mp
 import resource
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import _bootstrap  # noqa: F401
 import torch
@@ -34,7 +35,29 @@ def _build(spec: str):
 
 
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with open('/proc/self/statm') as f:  # resident pages of this process now
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+class _PeakRSS:
+    """Samples the resident memory every 2 ms in a thread: the CPU stand-in for max_memory_allocated."""
+
+    def __init__(self):
+        import threading
+        self.peak, self._stop = _rss_mb(), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, _rss_mb())
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
 
 
 def _measure(spec: str, size, args, naive: bool, queue) -> None:
@@ -60,18 +83,20 @@ def _measure(spec: str, size, args, naive: bool, queue) -> None:
         base_rss = _rss_mb()
         if device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats()
-        for _ in range(args.warmup):
-            step()
-        sync()
-        start = time.perf_counter()
-        for _ in range(args.iters):
-            outs = step()
-        sync()
-        elapsed = (time.perf_counter() - start) / args.iters
-        peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == 'cuda' else _rss_mb() - base_rss)
+        with _PeakRSS() as rss:
+            for _ in range(args.warmup):
+                step()
+            sync()
+            start = time.perf_counter()
+            for _ in range(args.iters):
+                step()
+            sync()
+            elapsed = (time.perf_counter() - start) / args.iters
+        peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == 'cuda' else rss.peak - base_rss
         model.eval()
         with torch.no_grad():
-            reference = [o.float().cpu() for o in model(x)]
+            # numpy, not tensors: torch shares tensors through file descriptors that die with this process
+            reference = [o.float().cpu().numpy() for o in model(x)]
     queue.put(dict(seconds=elapsed, peak_mb=peak, outputs=reference if args.compare_naive else None))
 
 
@@ -87,14 +112,29 @@ def _static_info(spec: str, size) -> Dict[str, float]:
     return dict(params_m=params, gflops=counter.get_total_flops() / 1e9)
 
 
-def _run_isolated(spec, size, args, naive):
+def _run_isolated(spec, size, args, naive) -> Optional[dict]:
+    """Measure in a fresh process; None when it died (e.g. killed for running out of memory)."""
+    import queue as queue_module
     ctx = mp.get_context('spawn')
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(spec, size, args, naive, queue))
+    results = ctx.Queue()
+    proc = ctx.Process(target=_measure, args=(spec, size, args, naive, results))
     proc.start()
-    result = queue.get()
+    while True:
+        try:
+            result = results.get(timeout=5)
+            break
+        except queue_module.Empty:
+            if not proc.is_alive():
+                result = None
+                break
     proc.join()
     return result
+
+
+def _speed_cells(result: Optional[dict], batch: int) -> List[str]:
+    if result is None:
+        return ['failed', 'out of memory?']
+    return [f"{batch / result['seconds']:.2f}", f"{result['peak_mb']:.0f}"]
 
 
 def main() -> None:
@@ -119,18 +159,20 @@ def main() -> None:
     for spec, size in tqdm(jobs, desc=f'benchmark ({args.device}, {mode}, batch {args.batch})', unit='run'):
         info = {} if args.no_flops else _static_info(spec, size)
         fast = _run_isolated(spec, size, args, naive=False)
-        row = [spec, f'{size[0]}x{size[1]}', f"{info.get('params_m', float('nan')):.1f}",
-               f"{info.get('gflops', float('nan')):.0f}", f"{args.batch / fast['seconds']:.2f}",
-               f"{fast['peak_mb']:.0f}"]
+        row = [spec, f'{size[0]}x{size[1]}', f"{info['params_m']:.1f}" if info else '-',
+               f"{info['gflops']:.0f}" if info else '-'] + _speed_cells(fast, args.batch)
         if args.compare_naive:
             slow = _run_isolated(spec, size, args, naive=True)
-            diff = max((a - b).abs().max().item() for a, b in zip(fast['outputs'], slow['outputs']))
-            row += [f"{args.batch / slow['seconds']:.2f}", f"{slow['peak_mb']:.0f}",
-                    f"{slow['seconds'] / fast['seconds']:.2f}x", f'{diff:.1e}']
+            row += _speed_cells(slow, args.batch)
+            if fast and slow:
+                diff = max(float(abs(a - b).max()) for a, b in zip(fast['outputs'], slow['outputs']))
+                row += [f"{slow['seconds'] / fast['seconds']:.2f}x", f'{diff:.1e}']
+            else:
+                row += ['-', '-']
         rows.append(row)
     header = ['model', 'input', 'params (M)', 'GFLOPs', f'{mode} img/s', 'peak MB']
     if args.compare_naive:
-        header += [f'naive {mode} img/s', 'naive peak MB', 'SDPA speed-up', 'max |diff|']
+        header += [f'naive {mode} img/s', 'naive peak MB', 'SDPA speed-up', 'max abs diff']
     print(f'\ndevice: {args.device}, torch {torch.__version__}, batch {args.batch}, {args.iters} timed iterations')
     print('| ' + ' | '.join(header) + ' |')
     print('|' + '---|' * len(header))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train and evaluate a detector on a synthetic COCO-format dataset, on CPU, in a few minutes.
 
-    python tools/demo.py                                   # RetinaNet + PyramidTNT (configs/retinanet_pyramidtnt_s_1x.py)
+    python tools/demo.py              # RetinaNet + PyramidTNT (configs/retinanet_pyramidtnt_s_1x.py)
     python tools/demo.py --config configs/retinanet_gcvit_t_1x.py
     python tools/demo.py --cfg-options model.backbone.type=ShuntedTransformer
 
@@ -84,6 +84,7 @@ def main():
     parser.add_argument('--epochs', type=int, default=24)
     parser.add_argument('--lr', type=float, default=1e-3)
     parser.add_argument('--num-train', type=int, default=240)
+    parser.add_argument('--num-val', type=int, default=60)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, e.g. model.backbone.type=GCViT')
     args = parser.parse_args()
@@ -91,7 +92,7 @@ def main():
     start = time.time()
     if not osp.isfile(osp.join(args.data_root, 'annotations', 'instances_val2017.json')):
         print(f'writing the synthetic COCO-format dataset to {args.data_root}')
-        make_coco_shapes(args.data_root, num_train=args.num_train, num_val=60, size=(160, 192))
+        make_coco_shapes(args.data_root, num_train=args.num_train, num_val=args.num_val, size=(160, 192))
     cfg = demo_config(args.config, args.data_root, args.work_dir, args.epochs, args.lr, args.cfg_options)
     runner = Runner.from_cfg(cfg)
     runner.train()

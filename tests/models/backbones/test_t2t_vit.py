@@ -59,7 +59,7 @@ def to_official(state: dict, transformer: bool) -> dict:
 def test_pyramid_at_odd_and_large_sizes():
     assert_pyramid(build_tiny(), ODD_SIZES + LARGE_SIZES)
     assert_pyramid(build_tiny(out_indices=(1, 3), use_t2t_fine_maps=True), ((97, 61), ), batch=2)
-    assert_pyramid(build_tiny(window_size=3, window_block_indices=(0, 2)), ODD_SIZES)
+    assert_pyramid(build_tiny(window_size=3, window_block_indexes=(0, 2)), ODD_SIZES)
     # the transformer T2T layer is global softmax attention at stride 4: keep its sizes small on CPU
     assert_pyramid(build_tiny_t(out_indices=(0, 2)), ODD_SIZES)
 
@@ -80,7 +80,7 @@ def test_official_variants_build():
 
 def test_official_smallest_variant_runs():
     # (800x1333 takes > 10 s on a loaded 2-core CPU; the tiny variant covers the large sizes)
-    assert_pyramid(T2TViT(arch='7', window_size=8, window_block_indices=(0, 3)), ((320, 479), ))
+    assert_pyramid(T2TViT(arch='7', window_size=8, window_block_indexes=(0, 3)), ((320, 479), ))
 
 
 def test_padding_to_multiple_of_4():
@@ -272,7 +272,7 @@ def test_stages_are_quarters_of_depth():
 @pytest.mark.parametrize('build', [build_tiny, build_tiny_t])
 def test_with_cp_equivalent(build):
     assert_with_cp_equivalent(build)
-    assert_with_cp_equivalent(clone_build(build, window_size=3, window_block_indices=(1, )), size=(70, 93))
+    assert_with_cp_equivalent(clone_build(build, window_size=3, window_block_indexes=(1, )), size=(70, 93))
 
 
 def test_drop_path_and_dropout_in_training():
@@ -293,7 +293,7 @@ def test_autocast_keeps_performer_finite():
 def test_bad_inputs_rejected():
     assert_bad_inputs_rejected(build_tiny, bad_arch_kwargs=[
         dict(arch=dict(TINY, t2t_type='conv')), dict(arch=dict(TINY, num_heads=3)), dict(arch=dict(embed_dims=32)),
-        dict(feature_block=4), dict(window_block_indices=(0, )), dict(window_size=4, window_block_indices=(9, )),
+        dict(feature_block=4), dict(window_block_indexes=(0, )), dict(window_size=4, window_block_indexes=(9, )),
         dict(pretrain_img_size=8), dict(drop_path_rate=1.5)])
 
 
@@ -315,12 +315,12 @@ def test_windowed_attention_equals_global_when_one_window_covers_the_grid():
     with torch.no_grad():
         expected = reference(x)
         for window in (5, 8):
-            model = build_tiny(drop_path_rate=0., window_size=window, window_block_indices=(0, 1, 2, 3)).eval()
+            model = build_tiny(drop_path_rate=0., window_size=window, window_block_indexes=(0, 1, 2, 3)).eval()
             model.load_state_dict(reference.state_dict())
             for a, b in zip(model(x), expected):
                 torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
         # smaller windows change the result but keep the weights' meaning
-        model = build_tiny(drop_path_rate=0., window_size=2, window_block_indices=(0, 2)).eval()
+        model = build_tiny(drop_path_rate=0., window_size=2, window_block_indexes=(0, 2)).eval()
         assert set(model.state_dict()) == set(reference.state_dict())
 
 
