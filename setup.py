@@ -28,5 +28,4 @@ setup(
         'seg': ['mmsegmentation==1.2.2', 'ftfy', 'regex'],  # mmseg 1.2.2 imports ftfy/regex without declaring
         'tests': ['pytest>=7', 'tqdm'],
     },
-    classifiers=['Programming Language :: Python :: 3', 'License :: OSI Approved :: Apache Software License'],
 )

@@ -51,6 +51,7 @@ def build_config(args) -> Config:
         hook['draw'] = True
         if is_segmentation:
             cfg.visualizer['save_dir'] = args.show_dir
+            hook['interval'] = 1  # every test image, as mmdet's hook does (mmseg's default draws 1 in 50)
         else:
             hook['test_out_dir'] = osp.abspath(args.show_dir)
     if args.out and is_segmentation:
