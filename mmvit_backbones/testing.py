@@ -65,10 +65,14 @@ def assert_frozen(build: Callable[..., nn.Module], frozen_stages: int) -> None:
 
 
 def assert_norm_eval(build: Callable[..., nn.Module]) -> None:
+    """``norm_eval`` keeps pretrained BatchNorms in eval mode after ``train()``; new parts' BNs still learn."""
     model = build(norm_eval=True)
     model.train()
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    assert bns and not any(m.training for m in bns)
+    new_parts = tuple(model.new_param_prefixes)
+    bns = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    pretrained = [m for n, m in bns if not f'{n}.'.startswith(new_parts)]
+    assert pretrained and not any(m.training for m in pretrained)
+    assert all(m.training for n, m in bns if f'{n}.'.startswith(new_parts))
 
 
 def assert_with_cp_equivalent(build: Callable[..., nn.Module], size: Tuple[int, int] = (64, 80)) -> None:

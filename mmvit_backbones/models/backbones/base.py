@@ -20,7 +20,8 @@ class PyramidBackbone(BaseModule):
       * ``layer_depth(name)`` and ``num_layers`` for layer-wise learning-rate decay;
       * ``convert_checkpoint`` (staticmethod): official key layout -> this module's (idempotent);
       * ``weights_hint``: where the official weights come from (shown when a checkpoint file is missing);
-      * ``new_param_prefixes``: parameters that no ImageNet checkpoint has (dense-prediction adapters).
+      * ``new_param_prefixes``: parts that no ImageNet checkpoint has (dense-prediction adapters): reported as new
+        when a checkpoint loads, and their BatchNorms keep learning under ``norm_eval``.
     """
 
     arch_zoo: Dict[str, dict] = {}
@@ -116,8 +117,10 @@ class PyramidBackbone(BaseModule):
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
-            for module in self.modules():
-                if isinstance(module, _BatchNorm):
+            # norm_eval keeps *pretrained* statistics; BN layers of new parts (new_param_prefixes) learn theirs
+            new_parts = tuple(self.new_param_prefixes)
+            for name, module in self.named_modules():
+                if isinstance(module, _BatchNorm) and not f'{name}.'.startswith(new_parts):
                     module.eval()
         return self
 

@@ -444,17 +444,6 @@ class BoTNet(PyramidBackbone):
     def frozen_modules(self, frozen_stages: int) -> Iterable[nn.Module]:
         return [self.stem] + list(self.stages[:frozen_stages])
 
-    def train(self, mode: bool = True) -> 'BoTNet':
-        super().train(mode)
-        if mode and self.norm_eval and self.new_param_prefixes:
-            # norm_eval keeps *pretrained* statistics; the BN after a new MHSA has none and learns them
-            for i, stage in enumerate(self.stages):
-                if i >= self.frozen_stages:
-                    for block in stage:
-                        if isinstance(block, BoTBlock):
-                            block.mhsa_norm.train(True)
-        return self
-
     def layer_depth(self, name: str) -> int:
         if name.startswith('stem.'):
             return 0

@@ -468,13 +468,6 @@ class PyramidTNT(PyramidBackbone):
                 yield from (self.word_merges[i - 1], self.sentence_merges[i - 1])
             yield self.stages[i]
 
-    def train(self, mode: bool = True) -> 'PyramidTNT':
-        super().train(mode)
-        if mode and self.norm_eval:
-            # norm_eval keeps *pretrained* statistics; the adapters' BN layers are new and must learn theirs
-            self.upsamples.train(True)
-        return self
-
     def layer_depth(self, name: str) -> int:
         """0: stem and position embeddings; block j of stage i: sum(depths[:i]) + j + 1; a stage's bias: its first
         block; a merge: the last block before it (like mmpretrain's Swin downsample); the rest: num_layers + 1."""

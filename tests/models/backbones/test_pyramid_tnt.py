@@ -313,7 +313,7 @@ def test_frozen_stages(frozen_stages):
 
 
 def test_norm_eval():
-    assert_norm_eval(clone_build(build_tiny, native_strides=True))
+    assert_norm_eval(build_tiny)
     model = build_tiny(norm_eval=True)
     model.train()
     batch_norms = lambda module: [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]  # noqa: E731
