@@ -12,7 +12,6 @@ draws the detections on a validation image (``<work-dir>/demo_detections.png``).
 """
 import argparse
 import glob
-import os
 import os.path as osp
 import time
 

@@ -5,11 +5,10 @@
                          [--launcher {none,pytorch,slurm,mpi}]
 """
 import argparse
-import os
 import os.path as osp
 
-import _bootstrap  # noqa: F401
-from mmengine.config import Config, DictAction
+from _bootstrap import add_common_args, load_config
+from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -20,28 +19,15 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='the directory to save the evaluation metrics')
     parser.add_argument('--out', help='detection: dump predictions to this .pkl file; '
                         'segmentation: write the predicted masks into this directory')
     parser.add_argument('--show-dir', help='draw predictions and save the images into this directory')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_common_args(parser)
+    return parser.parse_args(argv)
 
 
 def build_config(args) -> Config:
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     cfg.load_from = args.checkpoint
     is_segmentation = cfg.get('default_scope') == 'mmseg'
     if args.show_dir:

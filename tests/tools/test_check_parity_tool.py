@@ -5,7 +5,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 import torch
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -12,7 +12,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def test_offline_conversion_matches_conversion_on_load(tmp_path):
-    from mmvit_backbones import PyramidTNT, load_pretrained
+    from mmvit_backbones import PyramidTNT
     fixture = torch.load(osp.join(ROOT, 'tests', 'data', 'parity', 'pyramidtnt_ti_192.pt'), weights_only=True)
     official = str(tmp_path / 'ptnt-ti.pth.tar')
     torch.save({'state_dict': official_state_dict(fixture), 'epoch': 300}, official)

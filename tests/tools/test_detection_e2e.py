@@ -4,7 +4,6 @@ import os.path as osp
 import subprocess
 import sys
 
-import pytest
 import torch
 from mmengine.config import Config
 
