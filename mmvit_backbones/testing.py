@@ -2,7 +2,7 @@
 import copy
 import math
 import os
-from typing import Callable, Dict, Iterable, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -28,6 +28,51 @@ def assert_pyramid(model: nn.Module, sizes: Iterable[Tuple[int, int]], batch: in
             got = tuple(tuple(o.shape[1:]) for o in outs)
             assert got == pyramid_shapes(model, h, w), f'input {h}x{w}: got {got}, want {pyramid_shapes(model, h, w)}'
             assert all(o.shape[0] == batch and torch.isfinite(o).all() for o in outs)
+
+
+def assert_parity(fixture: dict, skipped: Sequence[str] = ('logits', ),
+                  ok: Optional[Sequence[str]] = None) -> nn.Module:
+    """Run the fixture's parity check and require its verdict: every output of ``fixture['outputs']`` reported,
+    each ``'ok'`` except exactly the ``skipped`` ones (classifier outputs the backbone drops); with ``ok``, the
+    fixture's outputs must be exactly ``ok`` + ``skipped``. Returns the model, with the fixture's weights loaded."""
+    from mmvit_backbones.parity import run_parity
+    results, model = run_parity(fixture)
+    lines = '\n'.join(r.line() for r in results)
+    assert [r.name for r in results] == list(fixture['outputs']), lines
+    assert set(skipped) <= set(fixture['outputs']), (sorted(skipped), list(fixture['outputs']))
+    if ok is not None:
+        assert set(fixture['outputs']) == set(ok) | set(skipped), (list(fixture['outputs']), ok, skipped)
+    expected = {r.name: 'skipped' if r.name in skipped else 'ok' for r in results}
+    assert {r.name: r.status for r in results} == expected, lines
+    return model
+
+
+def spy_calls(monkeypatch, name: str, *modules, record: Callable = lambda *args, **kwargs: args) -> List:
+    """Wrap the function ``name`` of each module (for the test's duration): every call appends
+    ``record(*args, **kwargs)`` to the returned list, then runs the module's original function."""
+    calls = []
+
+    def wrap(original):
+        def spy(*args, **kwargs):
+            calls.append(record(*args, **kwargs))
+            return original(*args, **kwargs)
+        return spy
+
+    for module in modules:
+        monkeypatch.setattr(module, name, wrap(getattr(module, name)))
+    return calls
+
+
+def assert_naive_attention_matches(model: nn.Module, x: torch.Tensor, rtol: float = 1e-4, atol: float = 1e-5) -> None:
+    """The model's outputs under :func:`naive_attention_mode` (textbook attention) equal the fused ones."""
+    from mmvit_backbones.models.layers import naive_attention_mode
+    with torch.no_grad():
+        fused = model(x)
+        with naive_attention_mode():
+            naive = model(x)
+    assert len(fused) == len(naive)
+    for a, b in zip(fused, naive):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
 
 
 def assert_builds_from_both_registries(cfg: dict) -> None:

@@ -1,6 +1,5 @@
 """BoTNet backbone: pyramid contract, relative-position MHSA at any size, timm and ResNet-50 checkpoints, parity."""
 import math
-import os.path as osp
 
 import pytest
 import torch
@@ -8,14 +7,15 @@ import torch
 import mmvit_backbones.models.backbones.botnet as botnet
 from mmvit_backbones.checkpoint import CheckpointError, load_pretrained
 from mmvit_backbones.models import BoTNet
-from mmvit_backbones.models.layers import naive_attention_mode, resize_1d_table
-from mmvit_backbones.parity import _ADAPTERS, fixture_input, official_state_dict, run_parity
+from mmvit_backbones.models.layers import resize_1d_table
+from mmvit_backbones.parity import _ADAPTERS, fixture_input, official_state_dict
 from mmvit_backbones.testing import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
                                      assert_builds_from_both_registries, assert_checkpoint_forms, assert_frozen,
-                                     assert_layer_depths, assert_missing_checkpoint_error, assert_norm_eval,
-                                     assert_pyramid, assert_with_cp_equivalent, clone_build)
+                                     assert_layer_depths, assert_missing_checkpoint_error,
+                                     assert_naive_attention_matches, assert_norm_eval, assert_parity, assert_pyramid,
+                                     assert_with_cp_equivalent, clone_build, spy_calls)
 
-FIXTURE = osp.join(osp.dirname(__file__), '..', '..', 'data', 'parity', 'botnet26t_256.pt')
+FIXTURE = 'botnet26t_256.pt'
 # Tiny custom variants with every piece of the design: BoT blocks at stride 16 (second block of stage 3) and a
 # strided BoT block opening stage 4 (attention at stride 16, then the 2x2 pool), grouped 3x3 convs + ECA, no stem
 # pool (tiered stem); and a 7x7-stem ResNet layout with SE, the paper's scaled position logits and 3 BoT blocks.
@@ -26,16 +26,6 @@ TINY50 = dict(stem_channels=(16, ), depths=(1, 1, 1, 3), channels=(16, 32, 48, 6
 build_tiny = clone_build(BoTNet, arch=TINY, drop_path_rate=0.1, zero_init_residual=False)
 build_tiny50 = clone_build(BoTNet, arch=TINY50, zero_init_residual=False)
 build_26t = clone_build(BoTNet, arch='26t')
-
-
-@pytest.fixture(scope='module')
-def fixture():
-    return torch.load(FIXTURE, map_location='cpu', weights_only=True)
-
-
-@pytest.fixture(scope='module')
-def official_26t(fixture):
-    return official_state_dict(fixture)
 
 
 def _mhsa_modules(model):
@@ -104,23 +94,9 @@ def test_mhsa_matches_timm_bottleneck_attention_on_non_square_maps():
 
 
 def test_all_attention_goes_through_shared_core(monkeypatch):
-    calls = []
-    original = botnet.attention
-
-    def counting(*args, **kwargs):
-        calls.append(kwargs['bias'].shape)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(botnet, 'attention', counting)
-    model = build_tiny().eval()
-    x = torch.randn(1, 3, 64, 96)
-    with torch.no_grad():
-        fused = model(x)
-        with naive_attention_mode():
-            naive = model(x)
+    calls = spy_calls(monkeypatch, 'attention', botnet, record=lambda *args, **kwargs: kwargs['bias'].shape)
+    assert_naive_attention_matches(build_tiny().eval(), torch.randn(1, 3, 64, 96))
     assert calls == [(1, 2, 24, 24)] * 4  # both BoT blocks attend at stride 16 (4x6)
-    for a, b in zip(fused, naive):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 # -------------------------------------------------------------------------------------------------- registries
@@ -130,10 +106,7 @@ def test_builds_from_mmdet_and_mmseg_registries():
 
 # ------------------------------------------------------------------------------------------------------ parity
 def test_parity_with_official_fixture(fixture):
-    results, model = run_parity(fixture)
-    status = {r.name: r.status for r in results}
-    assert status == {'stem': 'ok', 'stage0': 'ok', 'stage1': 'ok', 'stage2': 'ok', 'stage3': 'ok',
-                      'logits': 'skipped'}, [r.line() for r in results]
+    model = assert_parity(fixture, ok=('stem', 'stage0', 'stage1', 'stage2', 'stage3'))
     assert model.pretrain_img_size == (256, 256)
 
 
@@ -204,9 +177,9 @@ def test_parity_adapter_outputs_on_a_non_square_fixture_layout(fixture):
         'stage2': (1, 1024, 14, 20), 'stage3': (1, 2048, 7, 10)}
 
 
-def test_fixture_weights_run_at_other_sizes(official_26t):
+def test_fixture_weights_run_at_other_sizes(official):
     model = build_26t()
-    load_pretrained(model, official_26t)
+    load_pretrained(model, official)
     model.eval()
     with torch.no_grad():
         for h, w in ((224, 320), (97, 130)):  # tables interpolated at run time (31 -> 27/39, 13/17 rows)
@@ -216,19 +189,19 @@ def test_fixture_weights_run_at_other_sizes(official_26t):
 
 
 # ------------------------------------------------------------------------------------------------- checkpoints
-def test_checkpoint_forms(official_26t, tmp_path):
-    assert_checkpoint_forms(build_26t, official_26t, str(tmp_path))
+def test_checkpoint_forms(official, tmp_path):
+    assert_checkpoint_forms(build_26t, official, str(tmp_path))
 
 
-def test_converter_drops_classifier_and_is_idempotent(official_26t):
-    converted = BoTNet.convert_checkpoint(official_26t)
+def test_converter_drops_classifier_and_is_idempotent(official):
+    converted = BoTNet.convert_checkpoint(official)
     assert not any(k.startswith('head.') for k in converted)
     assert {'stages.2.1.mhsa.height_rel', 'stages.3.0.mhsa.qkv.weight', 'stages.3.1.mhsa_norm.running_var',
             'stages.0.0.conv2.conv.weight', 'stages.1.0.shortcut.bn.bias'} <= set(converted)
     assert BoTNet.convert_checkpoint(converted).keys() == converted.keys()
-    report = load_pretrained(build_26t(), official_26t)
+    report = load_pretrained(build_26t(), official)
     assert not report.missing and not report.unexpected
-    assert len(report.loaded) == len(official_26t) - 2  # everything but head.fc.{weight,bias}
+    assert len(report.loaded) == len(official) - 2  # everything but head.fc.{weight,bias}
 
 
 def _torchvision_resnet50_state():
@@ -271,7 +244,7 @@ def test_bot50_initialises_from_a_torchvision_resnet50(tmp_path):
         assert torch.equal(from_cfg.state_dict()[key], ours[key]), key
 
 
-def test_missing_and_foreign_checkpoints(official_26t):
+def test_missing_and_foreign_checkpoints(official):
     assert_missing_checkpoint_error(build_tiny)
     model = build_tiny(init_cfg=dict(type='Pretrained', checkpoint='/nonexistent/botnet.pth'))
     with pytest.raises(FileNotFoundError, match='botnet26t_c1_256-167a0e9f'):
@@ -282,21 +255,21 @@ def test_missing_and_foreign_checkpoints(official_26t):
     with pytest.raises(CheckpointError, match='does not look like'):  # a ViT is not a ResNet, even for BoT50
         load_pretrained(BoTNet(arch='50'), {f'blocks.{i}.attn.qkv.weight': torch.zeros(3, 3) for i in range(60)})
     with pytest.raises(CheckpointError, match='another variant'):
-        load_pretrained(BoTNet(arch='se33ts'), official_26t)
+        load_pretrained(BoTNet(arch='se33ts'), official)
 
 
-def test_checkpoint_of_another_resolution_is_resized_on_load(official_26t):
+def test_checkpoint_of_another_resolution_is_resized_on_load(official):
     """26t tables made at 256 load into a model laid out for 192x320 (interpolated by the load pre-hook). The
     load-time resize is the run-time one, so a model stored at one size runs an image of another exactly as the
     model stored at the image's size does."""
     model = build_26t(pretrain_img_size=(192, 320))
-    report = load_pretrained(model, official_26t)
+    report = load_pretrained(model, official)
     assert not report.missing and not report.unexpected
     for (i, j), stride in (((2, 1), 16), ((3, 0), 16), ((3, 1), 32)):
         mhsa = model.stages[i][j].mhsa
         for name, size in (('height_rel', 192), ('width_rel', 320)):
-            official = official_26t[f'stages.{i}.{j}.self_attn.pos_embed.{name}']
-            torch.testing.assert_close(getattr(mhsa, name).data, resize_1d_table(official, 2 * size // stride - 1))
+            table = official[f'stages.{i}.{j}.self_attn.pos_embed.{name}']
+            torch.testing.assert_close(getattr(mhsa, name).data, resize_1d_table(table, 2 * size // stride - 1))
     small = build_tiny(pretrain_img_size=64)  # tiny models for the forward comparison (speed)
     stored_at_96x160 = build_tiny(pretrain_img_size=(96, 160))
     report = load_pretrained(stored_at_96x160, small.state_dict())

@@ -1,6 +1,5 @@
 """GC ViT backbone: pyramid at any size, registries, parity, checkpoints, freezing, checkpointing, resizing."""
 import math
-import os.path as osp
 
 import pytest
 import torch
@@ -9,27 +8,17 @@ from mmvit_backbones.checkpoint import load_pretrained
 from mmvit_backbones.models.backbones.gcvit import (GCViT, WindowAttention, arch_from_official_keys,
                                                    num_query_pools, relative_position_index)
 from mmvit_backbones.models.layers import resize_relative_position_table
-from mmvit_backbones.parity import fixture_input, official_state_dict, run_parity
+from mmvit_backbones.parity import fixture_input
 from mmvit_backbones.testing import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
                                      assert_builds_from_both_registries, assert_checkpoint_forms,
                                      assert_foreign_checkpoint_error, assert_frozen, assert_layer_depths,
-                                     assert_missing_checkpoint_error, assert_pyramid, assert_with_cp_equivalent,
-                                     clone_build)
+                                     assert_missing_checkpoint_error, assert_parity, assert_pyramid,
+                                     assert_with_cp_equivalent, clone_build)
 
-FIXTURE = osp.join(osp.dirname(__file__), '..', '..', 'data', 'parity', 'gcvit_xxtiny_224.pt')
+FIXTURE = 'gcvit_xxtiny_224.pt'
 # two blocks per level so that every level has a local and a global block
 TINY = dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4], mlp_ratio=2, layer_scale=1e-5)
 build = clone_build(GCViT, arch=TINY, drop_path_rate=0.1)
-
-
-@pytest.fixture(scope='module')
-def fixture():
-    return torch.load(FIXTURE, map_location='cpu', weights_only=True)
-
-
-@pytest.fixture(scope='module')
-def official(fixture):
-    return official_state_dict(fixture)
 
 
 def _official_layout(arch) -> dict:
@@ -79,10 +68,7 @@ def test_builds_from_both_registries():
 
 # ------------------------------------------------------------------------------------------------------- parity
 def test_parity_fixture(fixture):
-    results, _ = run_parity(fixture)
-    status = {r.name: r.status for r in results}
-    assert status == {'stage0': 'ok', 'stage1': 'ok', 'stage2': 'ok', 'stage3': 'ok', 'logits': 'skipped'}, \
-        [r.line() for r in results]
+    assert_parity(fixture, ok=('stage0', 'stage1', 'stage2', 'stage3'))
 
 
 def test_parity_adapter_infers_other_variants(fixture):

@@ -1,6 +1,5 @@
 """PyramidTNT backbone: pyramid contract, official checkpoints, parity, resizing, training switches."""
 import math
-import os.path as osp
 
 import pytest
 import torch
@@ -9,30 +8,21 @@ import torch.nn.functional as F
 import mmvit_backbones.models.backbones.pyramid_tnt as ptnt
 from mmvit_backbones.checkpoint import CheckpointError, load_pretrained
 from mmvit_backbones.models import PyramidTNT
-from mmvit_backbones.models.layers import naive_attention_mode, resize_dense_bias, resize_grid_embed
-from mmvit_backbones.parity import _ADAPTERS, fixture_input, official_state_dict, run_parity
+from mmvit_backbones.models.layers import resize_dense_bias, resize_grid_embed
+from mmvit_backbones.parity import _ADAPTERS, fixture_input, official_state_dict
 from mmvit_backbones.testing import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
                                      assert_builds_from_both_registries, assert_checkpoint_forms, assert_frozen,
-                                     assert_layer_depths, assert_missing_checkpoint_error, assert_norm_eval,
-                                     assert_pyramid, assert_with_cp_equivalent, clone_build)
+                                     assert_layer_depths, assert_missing_checkpoint_error,
+                                     assert_naive_attention_matches, assert_norm_eval, assert_parity, assert_pyramid,
+                                     assert_with_cp_equivalent, clone_build, spy_calls)
 
-FIXTURE = osp.join(osp.dirname(__file__), '..', '..', 'data', 'parity', 'pyramidtnt_ti_192.pt')
+FIXTURE = 'pyramidtnt_ti_192.pt'
 # A tiny custom variant with every piece of the official design: 7 blocks in stage 1 (words in blocks 0 and 1),
 # spatial reduction 4/2/1/1, head counts > 1 in both transformers.
 TINY = dict(depths=(1, 7, 1, 1), outer_dims=(16, 32, 32, 48), inner_dims=(2, 4, 4, 8), outer_heads=(1, 2, 2, 2),
             inner_heads=(1, 1, 2, 2), mlp_ratio=2, pretrain_img_size=64)
 build_tiny = clone_build(PyramidTNT, arch=TINY, drop_path_rate=0.1)
 build_ti = clone_build(PyramidTNT, arch='ti')
-
-
-@pytest.fixture(scope='module')
-def fixture():
-    return torch.load(FIXTURE, map_location='cpu', weights_only=True)
-
-
-@pytest.fixture(scope='module')
-def official_ti(fixture):
-    return official_state_dict(fixture)
 
 
 def _native_shapes(model, h, w):
@@ -110,23 +100,9 @@ def test_word_merge_regroups_like_the_official_slicing():
 
 
 def test_all_attention_goes_through_shared_core(monkeypatch):
-    calls = []
-    original = ptnt.attention
-
-    def counting(*args, **kwargs):
-        calls.append(args[0].shape)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(ptnt, 'attention', counting)
-    model = build_tiny().eval()
-    x = torch.randn(1, 3, 64, 96)
-    with torch.no_grad():
-        fused = model(x)
-        with naive_attention_mode():
-            naive = model(x)
+    calls = spy_calls(monkeypatch, 'attention', ptnt)
+    assert_naive_attention_matches(build_tiny().eval(), torch.randn(1, 3, 64, 96))
     assert len(calls) == 2 * (10 + 5)  # 10 sentence attentions + 5 word attentions per forward
-    for a, b in zip(fused, naive):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 # -------------------------------------------------------------------------------------------------- registries
@@ -136,10 +112,7 @@ def test_builds_from_mmdet_and_mmseg_registries():
 
 # ------------------------------------------------------------------------------------------------------ parity
 def test_parity_with_official_fixture(fixture):
-    results, model = run_parity(fixture)
-    status = {r.name: r.status for r in results}
-    assert status == {'stage0': 'ok', 'stage1': 'ok', 'stage2': 'ok', 'stage3': 'ok', 'logits': 'skipped'}, \
-        [r.line() for r in results]
+    model = assert_parity(fixture, ok=('stage0', 'stage1', 'stage2', 'stage3'))
     assert model.pretrain_img_size == (192, 192) and model.native_strides
 
 
@@ -193,9 +166,9 @@ def test_parity_adapter_on_a_non_square_fixture_layout(fixture):
         'stage0': (1, 16, 24, 40), 'stage1': (1, 32, 12, 20), 'stage2': (1, 32, 6, 10), 'stage3': (1, 48, 3, 5)}
 
 
-def test_fixture_weights_run_at_other_sizes(official_ti):
+def test_fixture_weights_run_at_other_sizes(official):
     model = build_ti()
-    load_pretrained(model, official_ti)
+    load_pretrained(model, official)
     model.eval()
     with torch.no_grad():
         for h, w in ((224, 320), ):
@@ -205,23 +178,23 @@ def test_fixture_weights_run_at_other_sizes(official_ti):
 
 
 # ------------------------------------------------------------------------------------------------- checkpoints
-def test_checkpoint_forms(official_ti, tmp_path):
+def test_checkpoint_forms(official, tmp_path):
     def build_seeded(**kwargs):  # the new adapter parameters are drawn identically in every build
         torch.manual_seed(0)
         return build_ti(**kwargs)
 
-    assert_checkpoint_forms(build_seeded, official_ti, str(tmp_path))
+    assert_checkpoint_forms(build_seeded, official, str(tmp_path))
 
 
-def test_converter_drops_classifier_and_is_idempotent(official_ti):
-    converted = PyramidTNT.convert_checkpoint(official_ti)
+def test_converter_drops_classifier_and_is_idempotent(official):
+    converted = PyramidTNT.convert_checkpoint(official)
     assert not any(k.startswith(('head.', 'norm.')) for k in converted)
     assert 'word_merges.0.conv.weight' in converted and 'sentence_merges.2.conv.bias' in converted
     assert PyramidTNT.convert_checkpoint(converted).keys() == converted.keys()
     model = build_ti()
-    report = load_pretrained(model, official_ti)
+    report = load_pretrained(model, official)
     assert not report.missing and not report.unexpected
-    assert len(report.loaded) == len(official_ti) - 4  # everything but norm.{weight,bias}, head.{weight,bias}
+    assert len(report.loaded) == len(official) - 4  # everything but norm.{weight,bias}, head.{weight,bias}
 
 
 def test_missing_and_foreign_checkpoints():
@@ -237,21 +210,21 @@ def test_missing_and_foreign_checkpoints():
         load_pretrained(build_tiny(), {k: v for k, v in ti_like.items() if not k.startswith('upsamples.')})
 
 
-def test_checkpoint_of_another_resolution_is_resized_on_load(official_ti):
+def test_checkpoint_of_another_resolution_is_resized_on_load(official):
     """Ti weights made at 192 load into models stored at 256 and at 160x224: the load-time resize equals the run-time
     one, so a 256-model runs a 256 image exactly like the 192-model does."""
     reference = build_ti(native_strides=True)
-    load_pretrained(reference, official_ti)
+    load_pretrained(reference, official)
     for size, grid in ((256, (32, 32)), ((160, 224), (20, 28))):
         model = build_ti(native_strides=True, pretrain_img_size=size)
-        report = load_pretrained(model, official_ti)
+        report = load_pretrained(model, official)
         assert not report.missing and not report.unexpected
-        torch.testing.assert_close(model.outer_pos, resize_grid_embed(official_ti['outer_pos'], (24, 24), grid))
+        torch.testing.assert_close(model.outer_pos, resize_grid_embed(official['outer_pos'], (24, 24), grid))
         q0, k0 = model.stages[0].query_hw, model.stages[0].key_hw
         q1, k1 = model.stages[1].query_hw, model.stages[1].key_hw
         assert q0 == grid and k0 == (grid[0] // 4, grid[1] // 4) and k1 == (q1[0] // 2, q1[1] // 2)
         torch.testing.assert_close(model.stages[0].relative_pos, resize_dense_bias(
-            official_ti['stages.0.relative_pos'], (24, 24), (6, 6), q0, k0))
+            official['stages.0.relative_pos'], (24, 24), (6, 6), q0, k0))
         x = torch.randn(1, 3, 8 * grid[0], 8 * grid[1])
         with torch.no_grad():
             for a, b in zip(model.eval()(x), reference.eval()(x)):

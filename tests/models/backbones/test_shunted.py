@@ -1,7 +1,6 @@
 """Shunted Transformer backbone: pyramid contract, official checkpoints, parity, training switches."""
 import copy
 import math
-import os.path as osp
 
 import pytest
 import torch
@@ -10,15 +9,15 @@ import torch.nn.functional as F
 import mmvit_backbones.models.backbones.shunted as shunted_module
 from mmvit_backbones.checkpoint import CheckpointError, load_pretrained
 from mmvit_backbones.models import ShuntedTransformer
-from mmvit_backbones.models.layers import naive_attention_mode
-from mmvit_backbones.parity import _ADAPTERS, fixture_input, official_state_dict, run_parity
+from mmvit_backbones.parity import _ADAPTERS, fixture_input, official_state_dict
 from mmvit_backbones.testing import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
                                      assert_builds_from_both_registries, assert_checkpoint_forms,
                                      assert_foreign_checkpoint_error, assert_frozen, assert_layer_depths,
-                                     assert_missing_checkpoint_error, assert_norm_eval, assert_pyramid,
-                                     assert_with_cp_equivalent, clone_build, pyramid_shapes)
+                                     assert_missing_checkpoint_error, assert_naive_attention_matches, assert_norm_eval,
+                                     assert_parity, assert_pyramid, assert_with_cp_equivalent, clone_build,
+                                     pyramid_shapes, spy_calls)
 
-FIXTURE = osp.join(osp.dirname(__file__), '..', '..', 'data', 'parity', 'shunted_t_224.pt')
+FIXTURE = 'shunted_t_224.pt'
 # A tiny custom variant with every piece of the official design (extra stem conv, both aggregation branches at
 # rates 8/4, 4/2 and 2/1, the plain last stage) for fast contract tests.
 TINY = dict(embed_dims=[16, 32, 48, 64], depths=[1, 1, 2, 1], num_heads=[2, 2, 4, 4], mlp_ratios=[2, 2, 2, 2],
@@ -31,18 +30,9 @@ def build_t(**kwargs):
 
 
 @pytest.fixture(scope='module')
-def fixture():
-    return torch.load(FIXTURE, map_location='cpu', weights_only=True)
-
-
-@pytest.fixture(scope='module')
-def official_t(fixture):
-    return official_state_dict(fixture)
-
-
-@pytest.fixture(scope='module')
-def parity_run(fixture):
-    return run_parity(fixture)
+def parity_model(fixture):
+    """The parity run's model (the parity verdict asserted: an error here fails both tests that use it)."""
+    return assert_parity(fixture, ok=('stage0', 'stage1', 'stage2', 'stage3'))
 
 
 # ------------------------------------------------------------------------------------------------------- shapes
@@ -82,24 +72,10 @@ def test_padding_to_stride_4():
 
 
 def test_all_attention_goes_through_shared_core(monkeypatch):
-    calls = []
-    original = shunted_module.attention
-
-    def counting(*args, **kwargs):
-        calls.append(args[0].shape)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(shunted_module, 'attention', counting)
-    model = build_tiny().eval()
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        fused = model(x)
-        with naive_attention_mode():
-            naive = model(x)
+    calls = spy_calls(monkeypatch, 'attention', shunted_module)
+    assert_naive_attention_matches(build_tiny().eval(), torch.randn(1, 3, 64, 64))
     # per forward: two calls (one per head group) in each block of stages 1-3, one in each block of stage 4
     assert len(calls) == 2 * (2 * (1 + 1 + 2) + 1)
-    for a, b in zip(fused, naive):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------------- registries
@@ -108,17 +84,13 @@ def test_builds_from_mmdet_and_mmseg_registries():
 
 
 # ------------------------------------------------------------------------------------------------------- parity
-def test_parity_with_official_fixture(parity_run):
-    results, model = parity_run
-    status = {r.name: r.status for r in results}
-    assert status == {'stage0': 'ok', 'stage1': 'ok', 'stage2': 'ok', 'stage3': 'ok', 'logits': 'skipped'}, \
-        [r.line() for r in results]
-    assert tuple(model.arch_settings['depths']) == (1, 2, 4, 1) and model.arch_settings['num_conv'] == 0
+def test_parity_with_official_fixture(parity_model):
+    settings = parity_model.arch_settings
+    assert tuple(settings['depths']) == (1, 2, 4, 1) and settings['num_conv'] == 0
 
 
-def test_fixture_weights_run_at_odd_non_square_size(parity_run):
-    _, model = parity_run
-    assert_pyramid(model, ((225, 301), ))
+def test_fixture_weights_run_at_odd_non_square_size(parity_model):
+    assert_pyramid(parity_model, ((225, 301), ))
 
 
 def _official_keys_of(fixture: dict, depths, num_conv: int) -> dict:
@@ -171,12 +143,12 @@ def test_parity_adapter_infers_other_variants_and_sizes(fixture):
 
 
 # -------------------------------------------------------------------------------------------------- checkpoints
-def test_checkpoint_forms(official_t, tmp_path):
-    assert_checkpoint_forms(build_t, official_t, str(tmp_path))
+def test_checkpoint_forms(official, tmp_path):
+    assert_checkpoint_forms(build_t, official, str(tmp_path))
 
 
-def test_converter_drops_head_and_is_idempotent(official_t):
-    converted = ShuntedTransformer.convert_checkpoint(official_t)
+def test_converter_drops_head_and_is_idempotent(official):
+    converted = ShuntedTransformer.convert_checkpoint(official)
     assert not any(k.startswith('head.') for k in converted)
     assert 'stages.0.blocks.0.mlp.dwconv.weight' in converted  # official mlp.dwconv.dwconv
     assert 'stages.0.blocks.0.attn.branches.1.reduce.weight' in converted  # official attn.sr2
@@ -188,12 +160,12 @@ def test_converter_drops_head_and_is_idempotent(official_t):
     assert set(converted) == own
 
 
-def test_checkpoint_errors(official_t):
+def test_checkpoint_errors(official):
     assert_missing_checkpoint_error(build_tiny)
     assert_foreign_checkpoint_error(build_tiny)
     other = ShuntedTransformer(arch=dict(ShuntedTransformer.arch_zoo['t'], mlp_ratios=[4, 4, 4, 4]))
     with pytest.raises(CheckpointError, match='another variant'):
-        load_pretrained(other, official_t)
+        load_pretrained(other, official)
 
 
 def test_no_resolution_dependent_state():

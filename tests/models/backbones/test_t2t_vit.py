@@ -1,6 +1,5 @@
 """T2T-ViT backbone: pyramid contract, official checkpoints, parity, size handling, training switches."""
 import copy
-import os.path as osp
 import re
 
 import pytest
@@ -11,29 +10,19 @@ import mmvit_backbones.models.layers.transformer as transformer_module
 from mmvit_backbones.checkpoint import load_pretrained
 from mmvit_backbones.models import T2TViT
 from mmvit_backbones.models.layers import resize_grid_embed
-from mmvit_backbones.parity import _ADAPTERS, official_state_dict, run_parity
+from mmvit_backbones.parity import _ADAPTERS, official_state_dict
 from mmvit_backbones.testing import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
                                      assert_builds_from_both_registries, assert_checkpoint_forms,
                                      assert_foreign_checkpoint_error, assert_frozen, assert_layer_depths,
-                                     assert_missing_checkpoint_error, assert_pyramid, assert_with_cp_equivalent,
-                                     clone_build, pyramid_shapes)
+                                     assert_missing_checkpoint_error, assert_parity, assert_pyramid,
+                                     assert_with_cp_equivalent, clone_build, pyramid_shapes, spy_calls)
 
-FIXTURE = osp.join(osp.dirname(__file__), '..', '..', 'data', 'parity', 't2t_vit_14_224.pt')
+FIXTURE = 't2t_vit_14_224.pt'
 # Tiny custom variants with every piece of the official design (both T2T layer kinds) for fast contract tests.
 TINY = dict(embed_dims=32, depth=4, num_heads=2, mlp_ratio=2., token_dims=16)
 TINY_T = dict(TINY, t2t_type='transformer')
 build_tiny = clone_build(T2TViT, arch=TINY, drop_path_rate=0.1)
 build_tiny_t = clone_build(T2TViT, arch=TINY_T, drop_path_rate=0.1)
-
-
-@pytest.fixture(scope='module')
-def fixture():
-    return torch.load(FIXTURE, map_location='cpu', weights_only=True)
-
-
-@pytest.fixture(scope='module')
-def official_14(fixture):
-    return official_state_dict(fixture)
 
 
 def to_official(state: dict, transformer: bool) -> dict:
@@ -98,16 +87,8 @@ def test_padding_to_multiple_of_4():
 
 
 def test_all_softmax_attention_goes_through_shared_core(monkeypatch):
-    calls = []
-    original = t2t_module.attention
-
-    def counting(*args, **kwargs):
-        calls.append(args[0].shape)
-        return original(*args, **kwargs)
-
     # the T2T mixers call it from this module, the ViT blocks from the shared transformer layers
-    monkeypatch.setattr(t2t_module, 'attention', counting)
-    monkeypatch.setattr(transformer_module, 'attention', counting)
+    calls = spy_calls(monkeypatch, 'attention', t2t_module, transformer_module)
     with torch.no_grad():
         build_tiny().eval()(torch.randn(1, 3, 64, 64))
         assert len(calls) == TINY['depth']  # blocks; the Performer T2T layers are linear attention
@@ -123,11 +104,7 @@ def test_builds_from_both_registries():
 
 # -------------------------------------------------------------------------------------------------------- parity
 def test_parity_on_fixture_then_non_square(fixture):
-    results, model = run_parity(fixture)
-    status = {r.name: r.status for r in results}
-    feature_outputs = [n for n in fixture['outputs'] if n != 'logits']
-    assert all(status[n] == 'ok' for n in feature_outputs), [r.line() for r in results]
-    assert status['logits'] == 'skipped'
+    model = assert_parity(fixture)
     # the fixture's weights at a non-square size
     assert_pyramid(model, ((224, 320), ))
     with torch.no_grad():
@@ -174,8 +151,8 @@ def test_checkpoint_forms(fixture, tmp_path):
         assert_checkpoint_forms(build, official_state_dict(dict(fixture, keys=keys)), str(tmp_path))
 
 
-def test_converter(official_14):
-    converted = T2TViT.convert_checkpoint(official_14)
+def test_converter(official):
+    converted = T2TViT.convert_checkpoint(official)
     assert not any(k.startswith(('head.', 'tokens_to_token.')) for k in converted)
     assert T2TViT.convert_checkpoint(converted) == converted  # idempotent
     model = T2TViT(arch='14')
