@@ -1,0 +1,32 @@
+# RetinaNet + ResMLP-S24 (ViTDet simple feature pyramid from the stride-16 tokens), 1x schedule on COCO.
+# No dense-prediction recipe or result has been published for ResMLP. Schedule as the project's other 1x RetinaNets
+# (Swin's AdamW 1x: lr 1e-4, wd 0.05, 12 epochs with steps at 8/11, warm-up 500, single-scale 1333x800, batch 16 =
+# 2 x 8 GPUs), drop path 0.1 (the same in every block, ResMLP's rule), no weight decay on 1-D parameters as deit's
+# optimizer, and the default any-size mechanism (the 196x196 token layer within shifted 14x14-token windows;
+# token_mixing='resample' is RaftMLP's).
+# Input normalisation: ImageNet mean/std on RGB (deit's), the mmdet/mmseg base model's.
+_base_ = [
+    'mmdet::_base_/models/retinanet_r50_fpn.py',
+    'mmdet::_base_/datasets/coco_detection.py',
+    './_base_/schedules/adamw_1x.py',
+    'mmdet::_base_/default_runtime.py',
+    './_base_/mmvit_imports.py',
+]
+# Official deit file (flat state dict, loads as is): https://dl.fbaipublicfiles.com/deit/resmlp_24_no_dist.pth
+# (79.4 top-1; resmlp_24_dist.pth 80.8 was distilled from a RegNet teacher, resmlp_24_dino.pth is self-supervised)
+pretrained = 'checkpoints/resmlp_24_no_dist.pth'
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='ResMLP',
+        arch='24',
+        token_mixing='window',
+        drop_path_rate=0.1,
+        out_indices=(1, 2, 3),  # strides 8/16/32: the levels FPN reads (no stride-4 deconvolutions built)
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    # P3-P5 from the three levels, P6/P7 by stride-2 convs on the stride-32 map (mmdet's RetinaNet neck)
+    neck=dict(in_channels=[192, 384, 384], start_level=0, add_extra_convs='on_input', num_outs=5))
+# deit's optimizer exempts 1-D parameters from weight decay: biases, the affine "norms" (alpha, beta), layer scales
+optim_wrapper = dict(paramwise_cfg=dict(bias_decay_mult=0.0, custom_keys={
+    '.alpha': dict(decay_mult=0.0), '.beta': dict(decay_mult=0.0), '.ls1': dict(decay_mult=0.0),
+    '.ls2': dict(decay_mult=0.0)}))

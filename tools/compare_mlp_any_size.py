@@ -1,0 +1,186 @@
+#!/usr/bin/env python
+"""Compare the two any-size token-mixing mechanisms of MLPMixer/ResMLP (README "MLP-Mixer and ResMLP at any size").
+
+    python tools/compare_mlp_any_size.py                      # drift with filled weights + RetinaNet demo runs
+    python tools/compare_mlp_any_size.py --skip-detection     # drift only (seconds)
+
+``window``: the pretrained token operator within (shifted) windows of the pretraining grid; ``resample``: RaftMLP's
+bicubic resize of the grid to the pretraining grid around every token-mixing step
+(:mod:`mmvit_backbones.models.layers.token_mixing`).
+
+1. **Feature drift 224 -> 448** with weights filled by the parity-fixture rule in the official layout (Mixer-B/16's
+   Flax tree, ResMLP-S24's deit keys), loaded through the converters: a synthetic shapes image at 224x224 and the
+   same image resized to 448x448; the stride-16 map of the 448 input (average-pooled 2x2 to 14x14) against the 224
+   one, as relative L2 distance ``|pool(f448) - f224| / |f224|``, of the stem (the floor: the patches themselves see
+   the content at twice the scale) and after each quarter of the blocks. At 224 both
+   mechanisms are the official model, so this measures how much each one changes what the model computes when the
+   same content arrives at twice the resolution.
+2. **Detection**: ``tools/demo.py`` (RetinaNet, synthetic COCO shapes, CPU) trained from the same random weights
+   (``randomness.seed``) with each mechanism, everything else equal; COCO bbox mAP on the validation split. The
+   demo's 192x160 images give a 12x10 token grid; ``--pretrain-img-size 64`` (a 4x4-token window, 3x3 windows per
+   image) reproduces the ratio of an 800x1333 image to the 224 pretraining size (50x84 tokens, 4x6 windows of 14x14),
+   which is where the mechanisms differ; at 224 the demo grid would fit into one window.
+"""
+import argparse
+import re
+import subprocess
+import sys
+import time
+from typing import Dict, List, Tuple
+
+import _bootstrap  # noqa: F401
+import torch
+import torch.nn.functional as F
+
+from mmvit_backbones.checkpoint import load_pretrained
+from mmvit_backbones.models.backbones import MLPMixer, ResMLP
+from mmvit_backbones.parity import official_state_dict
+
+MODES = ('window', 'resample')
+
+
+def mixer_flax_keys(arch: str) -> List[list]:
+    """The official Flax parameter tree of a Mixer variant as fixture ``keys`` ([key, shape, dtype])."""
+    s = MLPMixer.arch_zoo[arch]
+    p, d, ds, dc = s['patch_size'], s['embed_dims'], s['tokens_mlp_dims'], s['channels_mlp_dims']
+    n = (224 // p) ** 2
+    keys = [['stem/kernel', [p, p, 3, d]], ['stem/bias', [d]]]
+    for i in range(s['depth']):
+        b = f'MixerBlock_{i}'
+        keys += [[f'{b}/LayerNorm_0/scale', [d]], [f'{b}/LayerNorm_0/bias', [d]],
+                 [f'{b}/token_mixing/Dense_0/kernel', [n, ds]], [f'{b}/token_mixing/Dense_0/bias', [ds]],
+                 [f'{b}/token_mixing/Dense_1/kernel', [ds, n]], [f'{b}/token_mixing/Dense_1/bias', [n]],
+                 [f'{b}/LayerNorm_1/scale', [d]], [f'{b}/LayerNorm_1/bias', [d]],
+                 [f'{b}/channel_mixing/Dense_0/kernel', [d, dc]], [f'{b}/channel_mixing/Dense_0/bias', [dc]],
+                 [f'{b}/channel_mixing/Dense_1/kernel', [dc, d]], [f'{b}/channel_mixing/Dense_1/bias', [d]]]
+    keys += [['pre_head_layer_norm/scale', [d]], ['pre_head_layer_norm/bias', [d]]]
+    return [k + ['float32'] for k in keys]
+
+
+def resmlp_official_keys(arch: str) -> List[list]:
+    """The official deit ``resmlp_models.py`` state-dict layout of a ResMLP variant as fixture ``keys``."""
+    s = ResMLP.arch_zoo[arch]
+    p, d = s['patch_size'], s['embed_dims']
+    n = (224 // p) ** 2
+    keys = [['patch_embed.proj.weight', [d, 3, p, p]], ['patch_embed.proj.bias', [d]]]
+    for i in range(s['depth']):
+        b = f'blocks.{i}'
+        keys += [[f'{b}.gamma_1', [d]], [f'{b}.gamma_2', [d]], [f'{b}.norm1.alpha', [d]], [f'{b}.norm1.beta', [d]],
+                 [f'{b}.attn.weight', [n, n]], [f'{b}.attn.bias', [n]], [f'{b}.norm2.alpha', [d]],
+                 [f'{b}.norm2.beta', [d]], [f'{b}.mlp.fc1.weight', [4 * d, d]], [f'{b}.mlp.fc1.bias', [4 * d]],
+                 [f'{b}.mlp.fc2.weight', [d, 4 * d]], [f'{b}.mlp.fc2.bias', [d]]]
+    keys += [['norm.alpha', [d]], ['norm.beta', [d]]]
+    return [k + ['float32'] for k in keys]
+
+
+def shapes_image(size: int, seed: int = 0) -> torch.Tensor:
+    """A smooth synthetic image (filled squares, circles and triangles on a gradient), (1, 3, size, size), roughly
+    zero-mean unit-scale like a normalised photo."""
+    g = torch.Generator().manual_seed(seed)
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing='ij')
+    img = torch.stack([0.3 * xs, 0.3 * ys, 0.3 * (1 - xs)]) - 0.15
+    for _ in range(8):
+        cy, cx, r = (torch.rand(3, generator=g) * torch.tensor([1.0, 1.0, 0.15]) + torch.tensor([0, 0, 0.05]))
+        color = torch.rand(3, generator=g) * 2 - 1
+        kind = int(torch.randint(0, 3, (1, ), generator=g))
+        if kind == 0:
+            mask = ((ys - cy).abs() < r) & ((xs - cx).abs() < r)
+        elif kind == 1:
+            mask = (ys - cy) ** 2 + (xs - cx) ** 2 < r ** 2
+        else:
+            mask = (ys > cy - r) & (ys < cy + r) & ((xs - cx).abs() < (ys - cy + r) / 2)
+        img[:, mask] = color[:, None]
+    return img[None]
+
+
+def stage_features(model, x: torch.Tensor) -> List[torch.Tensor]:
+    """The stride-16 token maps (B, D, h, w) of the stem and after each quarter of the blocks (the last one after the
+    final norm)."""
+    ends = [model.stage_blocks(s)[-1] for s in range(1, 5)]
+    captured: Dict[int, torch.Tensor] = {}
+    hooks = [model.blocks[i].register_forward_hook(lambda _m, _i, out, i=i: captured.__setitem__(i, out))
+             for i in ends[:-1]]
+    hooks.append(model.stem.proj.register_forward_hook(
+        lambda _m, _i, out: captured.__setitem__('stem', out.permute(0, 2, 3, 1))))
+    hooks.append(model.norm.register_forward_hook(lambda _m, _i, out: captured.__setitem__(-1, out)))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    feats = [captured['stem']] + [captured[i] for i in ends[:-1]] + [captured[-1]]
+    maps = [f.permute(0, 3, 1, 2) for f in feats]
+    if model.patch_size == 8:
+        maps = [F.avg_pool2d(m, 2) for m in maps]
+    return maps
+
+
+def drift(name: str, build, keys: List[list], image_seed: int = 0) -> Dict[str, List[float]]:
+    state = official_state_dict(dict(keys=keys))
+    small = shapes_image(224, image_seed)
+    large = F.interpolate(small, size=(448, 448), mode='bicubic', align_corners=False)
+    result = {}
+    for mode in MODES:
+        torch.manual_seed(0)
+        model = build(token_mixing=mode)
+        load_pretrained(model, state, logger='silent')
+        model.eval()
+        at224, at448 = stage_features(model, small), stage_features(model, large)
+        result[mode] = [((F.avg_pool2d(b, 2) - a).norm() / a.norm()).item() for a, b in zip(at224, at448)]
+        print(f'{name} {mode:<8} drift 224->448 of the stem and after each quarter of the blocks: '
+              + ' '.join(f'{v:.3f}' for v in result[mode]), flush=True)
+    return result
+
+
+def detection(backbone: str, mode: str, args) -> Tuple[float, float, float]:
+    """One demo run; returns (bbox mAP, mAP@50, minutes)."""
+    options = [f'model.backbone.type={backbone}', f'model.backbone.token_mixing={mode}',
+               f'model.backbone.pretrain_img_size={args.pretrain_img_size}', f'randomness.seed={args.seed}']
+    cmd = [sys.executable, 'tools/demo.py', '--epochs', str(args.epochs), '--num-train', str(args.num_train),
+           '--num-val', str(args.num_val), '--data-root', args.data_root,
+           '--work-dir', f'{args.work_dir}/{backbone}_{mode}', '--cfg-options'] + options
+    start = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    minutes = (time.time() - start) / 60
+    found = re.search(r'COCO bbox mAP ([\d.]+) \(mAP@50 ([\d.]+)\)', proc.stdout)
+    if proc.returncode != 0 or not found:
+        raise RuntimeError(f'demo run failed ({backbone}, {mode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}')
+    result = float(found.group(1)), float(found.group(2)), minutes
+    print(f'{backbone} {mode:<8} RetinaNet demo: bbox mAP {result[0]:.3f}, mAP@50 {result[1]:.3f} '
+          f'({minutes:.1f} min)', flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--backbones', nargs='+', default=['MLPMixer', 'ResMLP'], choices=['MLPMixer', 'ResMLP'])
+    parser.add_argument('--skip-detection', action='store_true')
+    parser.add_argument('--skip-drift', action='store_true')
+    parser.add_argument('--epochs', type=int, default=12)
+    parser.add_argument('--num-train', type=int, default=240)
+    parser.add_argument('--num-val', type=int, default=60)
+    parser.add_argument('--pretrain-img-size', type=int, default=64,
+                        help='window (pretraining grid x 16 px) of the from-scratch demo models')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--data-root', default='data/coco_shapes')
+    parser.add_argument('--work-dir', default='work_dirs/compare_mlp_any_size')
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+
+    if not args.skip_drift:
+        if 'MLPMixer' in args.backbones:
+            drift('Mixer-B/16', lambda **kw: MLPMixer(arch='b16', **kw), mixer_flax_keys('b16'))
+        if 'ResMLP' in args.backbones:
+            drift('ResMLP-S24', lambda **kw: ResMLP(arch='24', **kw), resmlp_official_keys('24'))
+    if not args.skip_detection:
+        torch.set_grad_enabled(True)
+        for backbone in args.backbones:
+            results = {mode: detection(backbone, mode, args) for mode in MODES}
+            best = max(MODES, key=lambda m: results[m][0])
+            print(f'{backbone}: {best} wins the detection comparison '
+                  f'({results[best][0]:.3f} vs {min(r[0] for r in results.values()):.3f} bbox mAP)', flush=True)
+
+
+if __name__ == '__main__':
+    main()
