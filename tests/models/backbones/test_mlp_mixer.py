@@ -1,5 +1,9 @@
 """MLPMixer (+ the shared any-size token mixing): contract, parity with the official Flax model, checkpoints, and the
 two any-size mechanisms (windows of the pretraining grid, RaftMLP resampling)."""
+import os.path as osp
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +19,7 @@ from mmvit_backbones.testing import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_r
                                      assert_with_cp_equivalent, clone_build, pyramid_shapes)
 
 FIXTURE = 'mixer_b32_224.pt'
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 # a 4x4-token pretraining grid (64 px at patch 16) keeps the windows small and the tests fast
 TINY = dict(embed_dims=32, depth=4, tokens_mlp_dims=16, channels_mlp_dims=64, patch_size=16)
 build_tiny = clone_build(MLPMixer, arch=TINY, pretrain_img_size=64)
@@ -101,7 +106,7 @@ def test_checkpoint_forms_flax_and_timm(flax2, tmp_path):
     assert MLPMixer.convert_checkpoint(converted).keys() == converted.keys()  # idempotent
     # the .npz files as published (flattened Flax tree, numpy arrays) load through init_cfg
     npz = tmp_path / 'Mixer-B_32.npz'
-    np.savez(npz, **{k: v.numpy() for k, v in flax2.items()}, **{'head/kernel': np.zeros((768, 1000), np.float32)})
+    np.savez(npz, **{k: v.numpy() for k, v in flax2.items()})  # with the classifier `head/*`
     from_npz = build_b32_2(init_cfg=dict(type='Pretrained', checkpoint=str(npz)))
     from_npz.init_weights()
     # timm's converted file: our layout plus the head
@@ -115,6 +120,17 @@ def test_checkpoint_forms_flax_and_timm(flax2, tmp_path):
     assert converted['stem.proj.weight'].shape == (768, 3, 32, 32)
     assert torch.equal(converted['stem.proj.weight'], flax2['stem/kernel'].permute(3, 2, 0, 1))
     assert torch.equal(converted['blocks.1.mlp_tokens.fc2.weight'], flax2['MixerBlock_1/token_mixing/Dense_1/kernel'].T)
+
+
+def test_convert_tool_reads_npz(flax2, tmp_path):
+    npz, out = tmp_path / 'Mixer-B_32.npz', tmp_path / 'mixer.pth'
+    np.savez(npz, **{k: v.numpy() for k, v in flax2.items()})
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'convert_checkpoint.py'), 'MLPMixer', str(npz),
+                           str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    converted = torch.load(out, weights_only=True)
+    assert converted.keys() == MLPMixer.convert_checkpoint(flax2).keys()
+    assert not load_pretrained(build_b32_2(), converted).missing
 
 
 def test_checkpoint_of_another_grid_is_refused_with_the_fix(flax2):
@@ -144,7 +160,7 @@ def test_window_padding_does_not_change_the_result():
     for shifted in (False, True):
         out = window_token_mixing(x, (4, 4), shifted, op)
         top = 2 if shifted else 0  # the H axis spans two windows: shifted by half a window
-        padded = torch.zeros(2, 12 if shifted else 8, 4, 5, dtype=torch.float64)
+        padded = torch.zeros(2, 8, 4, 5, dtype=torch.float64)
         padded[:, top:top + 6, :3] = x
         for r0 in range(0, padded.shape[1], 4):
             rows = [r for r in range(r0, r0 + 4) if top <= r < top + 6]
@@ -154,7 +170,8 @@ def test_window_padding_does_not_change_the_result():
             sub = weight[valid][:, valid]
             want = torch.einsum('ij,bjc->bic', sub, x[:, rows[0] - top:rows[-1] - top + 1].reshape(2, -1, 5))
             torch.testing.assert_close(out[:, rows[0] - top:rows[-1] - top + 1].reshape(2, -1, 5), want)
-    assert num_windows((6, 3), (4, 4), False) == 2 and num_windows((6, 3), (4, 4), True) == 3
+    assert num_windows((6, 3), (4, 4), False) == num_windows((6, 3), (4, 4), True) == 2
+    assert num_windows((9, 3), (4, 4), True) == 3 and num_windows((9, 13), (4, 4), False) == 12
 
 
 def test_pretraining_grid_is_one_window_without_shift():

@@ -43,13 +43,14 @@ def test_detection_sizes_and_empty_batch():
 
 
 def test_official_variants():
-    for arch, dims, grid, params in (('12', 384, 14, 15350872), ('24', 384, 14, 30020680), ('b24', 768, 28, None)):
+    for arch, params in (('12', 15350872), ('24', 30020680)):  # timm's param_count, with the 1000-class head
         model = ResMLP(arch=arch)
-        assert model.out_channels == (dims // 4, dims // 2, dims, dims) and model.pretrain_grid == (grid, grid)
-        if params:  # timm's param_count (with the 1000-class head) minus the head
-            assert sum(p.numel() for n, p in model.named_parameters() if not n.startswith('pyramid.')) == \
-                params - (dims * 1000 + 1000)
-    assert ResMLP(arch='b24').blocks[0].linear_tokens.weight.shape == (784, 784)
+        assert model.out_channels == (96, 192, 384, 384) and model.pretrain_grid == (14, 14)
+        assert sum(p.numel() for n, p in model.named_parameters() if not n.startswith('pyramid.')) == \
+            params - (384 * 1000 + 1000)
+    b24 = ResMLP(arch='b24')  # patch 8: a 28x28 grid, 784x784 token layers
+    assert b24.out_channels == (192, 384, 768, 768) and b24.pretrain_grid == (28, 28)
+    assert b24.blocks[0].linear_tokens.weight.shape == (784, 784)
 
 
 @pytest.mark.parametrize('out_indices', [(3, ), (0, 2)])
