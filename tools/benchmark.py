@@ -1,30 +1,60 @@
 #!/usr/bin/env python
-"""Benchmark the backbones: throughput, peak memory, parameters and FLOPs per input size.
+"""Benchmark the backbones: throughput, achieved GFLOP/s as a fraction of the machine's GEMM rate, peak memory.
 
-    python tools/benchmark.py                                   # every backbone, 800x1333 and 512x512
-    python tools/benchmark.py --models PyramidTNT:s GCViT:t --sizes 512x512 --backward
-    python tools/benchmark.py --models ShuntedTransformer:s --sizes 800x1333 --backward --compare-naive
+    python tools/benchmark.py                                  # CPU: every backbone, inference, 800x1333 + 512x512
+    python tools/benchmark.py --modes fwd fwd+bwd --markdown   # + training pass, as a README table
+    python tools/benchmark.py --models ShuntedTransformer:s --sizes 800x1333 --modes fwd+bwd --compare-naive
+    python tools/benchmark.py --device cuda --amp bf16         # GPU: inference + training step, 800x1333 x2, 512x512 x8
+    python tools/benchmark.py --compile --sizes 512x512        # torch.compile(dynamic=True) against eager
 
-Each (model, size) runs in a fresh subprocess so that peak memory is its own: on CUDA
-``torch.cuda.max_memory_allocated``; on CPU the peak growth of the resident memory (sampled every 2 ms) over
-the built model.
-``--compare-naive`` runs the same weights with textbook attention (explicit softmax(QK^T)V instead of
-``scaled_dot_product_attention``) and reports the speed ratio, the memory of both and the max output difference.
-FLOPs are counted by ``torch.utils.flop_counter`` (multiply-adds x2) for one forward pass.
+Modes (``--modes``): ``fwd`` inference (eval, no_grad); ``fwd+bwd`` forward + backward of the sum of the output
+means (train mode); ``step`` a full training step (forward + backward + AdamW step; fp16 with a GradScaler).
+
+Every row is measured in a fresh process (so that peak memory is its own and a crash or an out-of-memory kill only
+loses that row). Columns:
+
+* ``GFLOPs``: per image, for the mode (forward, or forward+backward), counted by ``torch.utils.flop_counter``
+  (multiply-adds x2) with fake tensors and textbook attention (whose matmuls are counted exactly);
+* ``GFLOP/s`` achieved, and ``GEMM frac``: that rate divided by the rate of a 2048x2048 ``torch.mm`` (in the compute
+  dtype) measured in the same process right before the model is timed: the practical ceiling of the machine, which
+  also normalises for other load on a shared machine;
+* ``peak MB``: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the peak growth of the resident memory (sampled
+  every 2 ms) over the built model;
+* ``--compare-naive``: the same weights through textbook attention (softmax(QK^T)V instead of SDPA): speed, memory
+  and max output difference;
+* ``--compile``: the same row under ``torch.compile(dynamic=True)``: speed-up over eager, max output difference
+  (checked against the parity tolerance ``1e-4 max|ref| + 1e-5``, 2e-2 relative under ``--amp``), the graph breaks
+  (``torch._dynamo`` counters; reasons listed under the table) and the recompilations when the compiled model then
+  sees ``--recompile-sizes`` (default: two odd sizes derived from the row's size).
+
+Throughput is the median of ``--iters`` timed iterations after ``--warmup``. The backbones need only torch, timm
+and mmengine here (no mmcv/mmdet), so this runs on a bare GPU machine.
 """
 import argparse
 import multiprocessing as mp
+import os
+import platform
 import resource
+import statistics
+import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import _bootstrap  # noqa: F401
 import torch
 
-DEFAULT_MODELS = ['PyramidTNT:s', 'GCViT:t', 'ShuntedTransformer:s', 'T2TViT:14', 'PlainViT:s', 'BoTNet:50']
+DEFAULT_MODELS = ['PyramidTNT:s', 'GCViT:t', 'ShuntedTransformer:s', 'T2TViT:14', 'PlainViT:s', 'BoTNet:50', 'TNT:s',
+                  'MLPMixer:b16', 'ResMLP:24']
+DEFAULT_MODELS += ['CSWin:t']
+MODES = ('fwd', 'fwd+bwd', 'step')
+AMP_DTYPES = {None: None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+DEFAULT_SIZES = ['800x1333', '512x512']  # detection and segmentation inputs
+# CUDA batch sizes of the default rows: a typical per-GPU detection batch, a larger one for segmentation crops
+CUDA_DEFAULT_BATCH = {(800, 1333): 2, (512, 512): 8}
+Size2d = Tuple[int, int]
 
 
-def _build(spec: str):
+def _build(spec: str) -> torch.nn.Module:
     import mmvit_backbones  # noqa: F401
     from mmengine.registry import MODELS
     type_name, _, arch = spec.partition(':')
@@ -32,6 +62,41 @@ def _build(spec: str):
     if arch:
         kwargs['arch'] = arch
     return MODELS.build(kwargs)
+
+
+def _parse_size(text: str) -> Size2d:
+    try:
+        h, w = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise SystemExit(f'benchmark: sizes are HxW, e.g. 800x1333; got {text!r}') from None
+    return h, w
+
+
+# ------------------------------------------------------------------------------------------------------ measuring
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def gemm_gflops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048,
+                min_seconds: float = 0.3) -> float:
+    """Rate of an ``n x n`` ``torch.mm`` in GFLOP/s (best of 3 timings of at least ``min_seconds``)."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    torch.mm(a, b)
+    _sync(device)
+    best = float('inf')
+    for _ in range(3):
+        reps, start = 0, time.perf_counter()
+        while True:
+            torch.mm(a, b)
+            reps += 1
+            _sync(device)
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                break
+        best = min(best, elapsed / reps)
+    return 2 * n ** 3 / best / 1e9
 
 
 def _rss_mb() -> float:
@@ -60,64 +125,151 @@ class _PeakRSS:
         self._thread.join()
 
 
-def _measure(spec: str, size, args, naive: bool, queue) -> None:
+class Runner:
+    """One benchmark configuration on one model: builds the step function of a mode and times it."""
+
+    def __init__(self, model: torch.nn.Module, x: torch.Tensor, mode: str, amp: Optional[str] = None):
+        if mode not in MODES:
+            raise ValueError(f'benchmark: mode must be one of {MODES}, got {mode!r}')
+        self.model, self.x, self.mode = model, x, mode
+        self.device = x.device
+        self.amp_dtype = AMP_DTYPES[amp]
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if mode == 'step' else None
+        # fp16 gradients underflow without loss scaling (bf16 has float32's range)
+        self.scaler = torch.amp.GradScaler(self.device.type) if mode == 'step' and amp == 'fp16' else None
+        model.train(mode != 'fwd')
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def step(self, net: Optional[torch.nn.Module] = None) -> Sequence[torch.Tensor]:
+        net = self.model if net is None else net
+        if self.mode == 'fwd':
+            with torch.no_grad(), self.autocast():
+                return net(self.x)
+        with self.autocast():
+            outs = net(self.x)
+            loss = sum(o.float().mean() for o in outs)
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        if self.optimizer is not None:
+            if self.scaler:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+        for p in self.model.parameters():  # fresh gradients every iteration, also without an optimizer
+            p.grad = None
+        return outs
+
+    def time(self, net: Optional[torch.nn.Module], warmup: int, iters: int) -> float:
+        """Median seconds per step."""
+        for _ in range(warmup):
+            self.step(net)
+        _sync(self.device)
+        times = []
+        for _ in range(iters):
+            start = time.perf_counter()
+            self.step(net)
+            _sync(self.device)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    def outputs(self, net: Optional[torch.nn.Module] = None) -> List[torch.Tensor]:
+        """Eval-mode outputs (float32, CPU) for comparisons."""
+        training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), self.autocast():
+                return [o.float().cpu() for o in (self.model if net is None else net)(self.x)]
+        finally:
+            self.model.train(training)
+
+
+def max_rel_diff(ref: Sequence[torch.Tensor], out: Sequence[torch.Tensor]) -> Tuple[float, bool]:
+    """Largest ``max|out - ref|`` over the outputs, and whether every output is within the parity tolerance."""
+    worst, ok = 0.0, len(ref) == len(out)
+    for r, o in zip(ref, out):
+        diff = float((r - o).abs().max()) if r.numel() else 0.0
+        worst = max(worst, diff)
+        ok = ok and r.shape == o.shape and diff <= 1e-4 * float(r.abs().max() if r.numel() else 0) + 1e-5
+    return worst, ok
+
+
+def compile_check(runner: Runner, warmup: int, iters: int, backend: str,
+                  other_sizes: Sequence[Size2d], amp: bool) -> dict:
+    """Time ``torch.compile(model, dynamic=True)``, compare it with eager and count graph breaks/recompilations."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(runner.model, dynamic=True, backend=backend)
+    start = time.perf_counter()
+    runner.step(compiled)  # compiles
+    _sync(runner.device)
+    compile_seconds = time.perf_counter() - start
+    seconds = runner.time(compiled, warmup, iters)
+    reference = runner.outputs()
+    got = runner.outputs(compiled)  # eval/no_grad: may compile once more for the mode change (not a size change)
+    if amp:
+        diff = max(float((r - o).abs().max()) for r, o in zip(reference, got))
+        ok = all(float((r - o).abs().max()) <= 2e-2 * float(r.abs().max()) + 1e-3 for r, o in zip(reference, got))
+    else:
+        diff, ok = max_rel_diff(reference, got)
+    graphs = counters['stats']['unique_graphs']
+    x = runner.x
+    runner.model.eval()
+    with torch.no_grad(), runner.autocast():
+        for size in other_sizes:
+            compiled(torch.randn(x.shape[0], x.shape[1], *size, device=x.device))
+    runner.model.train(runner.mode != 'fwd')
+    recompiles = counters['stats']['unique_graphs'] - graphs
+    return dict(seconds=seconds, compile_seconds=compile_seconds, max_diff=diff, ok=ok, recompiles=recompiles,
+                graph_breaks=dict(counters['graph_break']))
+
+
+def _measure(spec: str, size: Size2d, batch: int, mode: str, args, naive: bool) -> dict:
     from mmvit_backbones.models.layers import naive_attention_mode
     torch.manual_seed(0)
-    torch.set_num_threads(args.threads) if args.threads else None
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     model = _build(spec).to(device)
-    model.train(args.backward)
-    x = torch.randn(args.batch, 3, *size, device=device, generator=torch.Generator().manual_seed(0)) \
-        if device.type == 'cpu' else torch.randn(args.batch, 3, *size, device=device)
-    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
-
-    def step():
-        if args.backward:
-            outs = model(x)
-            sum(o.float().mean() for o in outs).backward()
-            return outs
-        with torch.no_grad():
-            return model(x)
-
+    x = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
+    runner = Runner(model, x, mode, args.amp)
+    result = dict(gemm_gflops=gemm_gflops(device, AMP_DTYPES[args.amp] or torch.float32), threads=torch.get_num_threads())
     with naive_attention_mode(naive):
+        if args.compare_naive:  # before any training step changes the weights
+            # numpy, not tensors: torch shares tensors through file descriptors that die with this process
+            result['outputs'] = [o.numpy() for o in runner.outputs()]
         base_rss = _rss_mb()
         if device.type == 'cuda':
-            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.reset_peak_memory_stats(device)
         with _PeakRSS() as rss:
-            for _ in range(args.warmup):
-                step()
-            sync()
-            start = time.perf_counter()
-            for _ in range(args.iters):
-                step()
-            sync()
-            elapsed = (time.perf_counter() - start) / args.iters
-        peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == 'cuda' else rss.peak - base_rss
-        model.eval()
-        with torch.no_grad():
-            # numpy, not tensors: torch shares tensors through file descriptors that die with this process
-            reference = [o.float().cpu().numpy() for o in model(x)]
-    queue.put(dict(seconds=elapsed, peak_mb=peak, outputs=reference if args.compare_naive else None))
+            result['seconds'] = runner.time(None, args.warmup, args.iters)
+        result['peak_mb'] = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda'
+                             else rss.peak - base_rss)
+    if args.compile and not naive:
+        other = args.recompile_sizes or [(size[0] // 2 + 7, size[1] // 2 + 13), (size[0] // 2 + 19, size[1] // 2 + 3)]
+        result['compile'] = compile_check(runner, args.warmup, args.iters, args.compile_backend, other,
+                                          amp=args.amp is not None)
+    return result
 
 
-def _static_info(spec: str, size) -> Dict[str, float]:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from mmvit_backbones.models.layers import naive_attention_mode
-    model = _build(spec).eval()
-    params = sum(p.numel() for p in model.parameters()) / 1e6
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), naive_attention_mode(True), counter:  # explicit matmuls are counted exactly
-        model(torch.randn(1, 3, *size))
-    return dict(params_m=params, gflops=counter.get_total_flops() / 1e9)
+def _worker(spec, size, batch, mode, args, naive, queue) -> None:
+    try:
+        queue.put(_measure(spec, size, batch, mode, args, naive))
+    except Exception as err:  # reported in the row instead of a traceback from a child process
+        import traceback
+        traceback.print_exc()
+        queue.put(dict(error=f'{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ""}'[:120]))
 
 
-def _run_isolated(spec, size, args, naive) -> Optional[dict]:
-    """Measure in a fresh process; None when it died (e.g. killed for running out of memory)."""
+def _run_isolated(spec, size, batch, mode, args, naive) -> dict:
+    """Measure in a fresh process; an ``error`` entry when it failed or died (e.g. killed for memory)."""
     import queue as queue_module
     ctx = mp.get_context('spawn')
     results = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(spec, size, args, naive, results))
+    proc = ctx.Process(target=_worker, args=(spec, size, batch, mode, args, naive, results))
     proc.start()
     while True:
         try:
@@ -125,59 +277,162 @@ def _run_isolated(spec, size, args, naive) -> Optional[dict]:
             break
         except queue_module.Empty:
             if not proc.is_alive():
-                result = None
+                result = dict(error=f'process died (exit code {proc.exitcode}; out of memory?)')
                 break
     proc.join()
     return result
 
 
-def _speed_cells(result: Optional[dict], batch: int) -> List[str]:
-    if result is None:
-        return ['failed', 'out of memory?']
-    return [f"{batch / result['seconds']:.2f}", f"{result['peak_mb']:.0f}"]
+def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                         _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:
+    """Each gradient of a convolution (input, weight) costs what its forward costs. (torch's own formula ignores
+    ``groups`` for the weight gradient: it counts a depthwise conv's backward as a dense one, ~60x too much.)"""
+    from torch.utils.flop_counter import conv_flop_count
+    return conv_flop_count(x_shape, w_shape, grad_out_shape, transposed) * (int(output_mask[0]) + int(output_mask[1]))
+
+
+def count_flops(spec: str, size: Size2d, backward: bool) -> Tuple[float, float]:
+    """(parameters in M, GFLOPs of one image's forward or forward+backward).
+
+    Counted with fake tensors (shapes only: no memory, no compute) and textbook attention, whose matmuls
+    ``FlopCounterMode`` counts exactly."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mmvit_backbones.models.layers import naive_attention_mode
+    model = _build(spec).train(backward)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    counter = FlopCounterMode(display=False, custom_mapping={
+        torch.ops.aten.convolution_backward: _conv_backward_flops})
+    with FakeTensorMode(allow_non_fake_inputs=True), naive_attention_mode(True), counter, \
+            torch.set_grad_enabled(backward):
+        outs = model(torch.randn(1, 3, *size))
+        if backward:
+            sum(o.float().mean() for o in outs).backward()
+    return params, counter.get_total_flops() / 1e9
+
+
+# ----------------------------------------------------------------------------------------------------- reporting
+def machine_line(args, gemm: float) -> str:
+    if args.device.startswith('cuda'):
+        device = torch.cuda.get_device_name(torch.device(args.device))
+    else:
+        model_name = platform.processor() or platform.machine()
+        try:
+            with open('/proc/cpuinfo') as f:
+                model_name = next(ln.split(':', 1)[1].strip() for ln in f if ln.startswith('model name'))
+        except (OSError, StopIteration):
+            pass
+        device = f'{model_name}, {os.cpu_count()} logical CPUs'
+    threads = args.threads or torch.get_num_threads()
+    dtype = args.amp or 'float32'
+    return (f'{device}; torch {torch.__version__}, {threads} CPU threads; {dtype}; '
+            f'GEMM 2048x2048 {dtype}: {gemm:.0f} GFLOP/s (this process, start of the run)')
+
+
+def _fmt(value: Optional[float], spec: str) -> str:
+    return '-' if value is None else format(value, spec)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--models', nargs='+', default=DEFAULT_MODELS, help='Type:arch entries')
-    parser.add_argument('--sizes', nargs='+', default=['800x1333', '512x512'], help='HxW input sizes')
-    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--sizes', nargs='+', help='HxW input sizes (default 800x1333 512x512)')
+    parser.add_argument('--batch-size', '--batch', type=int,
+                        help='images per batch (default: 1 on CPU; on CUDA 2 at 800x1333, 8 at 512x512, else 1)')
+    parser.add_argument('--modes', nargs='+', choices=MODES,
+                        help='fwd (inference), fwd+bwd, step (fwd+bwd+AdamW); default: fwd on CPU, fwd step on CUDA')
+    parser.add_argument('--backward', action='store_true', help='same as --modes fwd+bwd')
     parser.add_argument('--iters', type=int, default=3)
     parser.add_argument('--warmup', type=int, default=1)
-    parser.add_argument('--backward', action='store_true', help='time forward+backward (training) instead')
-    parser.add_argument('--compare-naive', action='store_true', help='also run textbook attention')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--amp', choices=['bf16', 'fp16'], help='autocast dtype (default: float32 throughout)')
     parser.add_argument('--threads', type=int, default=0, help='CPU threads (0: torch default)')
-    parser.add_argument('--no-flops', action='store_true', help='skip counting FLOPs (one extra forward)')
+    parser.add_argument('--compare-naive', action='store_true', help='also run textbook attention')
+    parser.add_argument('--compile', action='store_true', help='also run torch.compile(dynamic=True)')
+    parser.add_argument('--compile-backend', default='inductor', help="torch.compile backend ('eager' and "
+                        "'aot_eager' only trace: quick graph-break/recompilation counts)")
+    parser.add_argument('--recompile-sizes', nargs='+', type=_parse_size,
+                        help='sizes shown to the compiled model after timing, to count recompilations')
+    parser.add_argument('--no-flops', action='store_true', help='skip counting FLOPs')
+    parser.add_argument('--markdown', action='store_true', help='print the table as Markdown (for the README)')
     args = parser.parse_args()
+    cuda = args.device.startswith('cuda')
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit('benchmark: --device cuda, but torch sees no CUDA device (torch.cuda.is_available() is '
+                         'False); run on a GPU machine with a CUDA build of torch, or use --device cpu')
+    modes = args.modes or (['fwd+bwd'] if args.backward else ['fwd', 'step'] if cuda else ['fwd'])
+    sizes = [_parse_size(s) for s in args.sizes or DEFAULT_SIZES]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from tqdm import tqdm
 
-    sizes = [tuple(int(v) for v in s.lower().split('x')) for s in args.sizes]
-    jobs = [(m, s) for m in args.models for s in sizes]
-    rows: List[List[str]] = []
-    mode = 'fwd+bwd' if args.backward else 'fwd'
-    for spec, size in tqdm(jobs, desc=f'benchmark ({args.device}, {mode}, batch {args.batch})', unit='run'):
-        info = {} if args.no_flops else _static_info(spec, size)
-        fast = _run_isolated(spec, size, args, naive=False)
-        row = [spec, f'{size[0]}x{size[1]}', f"{info['params_m']:.1f}" if info else '-',
-               f"{info['gflops']:.0f}" if info else '-'] + _speed_cells(fast, args.batch)
-        if args.compare_naive:
-            slow = _run_isolated(spec, size, args, naive=True)
-            row += _speed_cells(slow, args.batch)
-            if fast and slow:
-                diff = max(float(abs(a - b).max()) for a, b in zip(fast['outputs'], slow['outputs']))
-                row += [f"{slow['seconds'] / fast['seconds']:.2f}x", f'{diff:.1e}']
-            else:
-                row += ['-', '-']
-        rows.append(row)
-    header = ['model', 'input', 'params (M)', 'GFLOPs', f'{mode} img/s', 'peak MB']
+    gemm = gemm_gflops(torch.device(args.device), AMP_DTYPES[args.amp] or torch.float32)
+    jobs = [(m, s, mode) for m in args.models for s in sizes for mode in modes]
+    flops_cache: Dict[Tuple[str, Size2d, bool], Tuple[float, float]] = {}
+    header = ['model', 'input', 'batch', 'mode', 'params (M)', 'GFLOPs/img', 'img/s', 'GFLOP/s', 'GEMM frac',
+              'peak MB']
     if args.compare_naive:
-        header += [f'naive {mode} img/s', 'naive peak MB', 'SDPA speed-up', 'max abs diff']
-    print(f'\ndevice: {args.device}, torch {torch.__version__}, batch {args.batch}, {args.iters} timed iterations')
-    print('| ' + ' | '.join(header) + ' |')
-    print('|' + '---|' * len(header))
-    for row in rows:
-        print('| ' + ' | '.join(row) + ' |')
+        header += ['naive img/s', 'naive peak MB', 'SDPA speed-up', 'max abs diff']
+    if args.compile:
+        header += ['compiled img/s', 'compile speed-up', 'compiled max diff', 'graph breaks', 'recompiles']
+    rows, notes = [], []
+    for spec, size, mode in tqdm(jobs, desc=f'benchmark ({args.device})', unit='row', file=sys.stderr):
+        batch = args.batch_size or (CUDA_DEFAULT_BATCH.get(size, 1) if cuda else 1)
+        backward = mode != 'fwd'
+        key = (spec, size, backward)
+        if not args.no_flops and key not in flops_cache:
+            try:
+                flops_cache[key] = count_flops(spec, size, backward)
+            except Exception as err:  # a model that cannot run on meta: report it, keep benchmarking
+                notes.append(f'{spec} {size}: FLOPs not counted ({type(err).__name__}: {err})')
+                flops_cache[key] = (None, None)
+        params, gflops = flops_cache.get(key, (None, None))
+        fast = _run_isolated(spec, size, batch, mode, args, naive=False)
+        row = [spec, f'{size[0]}x{size[1]}', str(batch), mode, _fmt(params, '.1f'), _fmt(gflops, '.0f')]
+        if 'error' in fast:
+            row += ['failed', '-', '-', fast['error']]
+        else:
+            rate = gflops * batch / fast['seconds'] if gflops else None
+            row += [f"{batch / fast['seconds']:.2f}", _fmt(rate, '.0f'),
+                    _fmt(rate / fast['gemm_gflops'] if rate else None, '.2f'), f"{fast['peak_mb']:.0f}"]
+        if args.compare_naive:
+            slow = _run_isolated(spec, size, batch, mode, args, naive=True)
+            if 'error' in slow:
+                row += ['failed', slow['error'], '-', '-']
+            else:
+                row += [f"{batch / slow['seconds']:.2f}", f"{slow['peak_mb']:.0f}"]
+                if 'error' not in fast:
+                    diff = max(float(abs(a - b).max()) for a, b in zip(fast['outputs'], slow['outputs']))
+                    row += [f"{slow['seconds'] / fast['seconds']:.2f}x", f'{diff:.1e}']
+                else:
+                    row += ['-', '-']
+        if args.compile:
+            comp = fast.get('compile')
+            if comp is None:
+                row += ['-'] * 5
+            else:
+                breaks = sum(comp['graph_breaks'].values())
+                row += [f"{batch / comp['seconds']:.2f}", f"{fast['seconds'] / comp['seconds']:.2f}x",
+                        f"{comp['max_diff']:.1e}" + ('' if comp['ok'] else ' MISMATCH'), str(breaks),
+                        str(comp['recompiles'])]
+                for reason, n in comp['graph_breaks'].items():
+                    notes.append(f'{spec} {mode}: graph break x{n}: {reason[:200]}')
+                notes.append(f"{spec} {size[0]}x{size[1]} {mode}: first compiled call {comp['compile_seconds']:.0f} s")
+        rows.append(row)
+
+    print(f'\n{machine_line(args, gemm)}; {args.iters} timed iterations (median) after {args.warmup} warm-up')
+    if args.markdown:
+        print('\n| ' + ' | '.join(header) + ' |')
+        print('|' + '---|' * len(header))
+        for row in rows:
+            print('| ' + ' | '.join(row) + ' |')
+    else:
+        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+        for row in [header] + rows:
+            print('  '.join(cell.rjust(w) if i > 3 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+    for note in notes:
+        print(f'* {note}')
 
 
 if __name__ == '__main__':
