@@ -9,6 +9,7 @@ from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...checkpoint import StateDict, load_pretrained
+from ..layers.traceable import is_exporting
 
 
 class PyramidBackbone(BaseModule):
@@ -87,6 +88,8 @@ class PyramidBackbone(BaseModule):
         if x.dim() != 4:
             raise ValueError(f'{type(self).__name__} expects a batch of images (N, C, H, W), got shape '
                              f'{tuple(x.shape)}')
+        if is_exporting():  # traced sizes: a check would pin the export size into the graph (ONNX has no raise)
+            return
         if x.shape[1] != self.in_channels:
             raise ValueError(f'{type(self).__name__} was built for {self.in_channels}-channel input but got '
                              f'{x.shape[1]} channels (shape {tuple(x.shape)}); set in_channels={x.shape[1]} or '

@@ -55,9 +55,12 @@ from ...checkpoint import StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import Mlp, SizeCache, attention, init_linear_and_layernorm, resize_relative_position_table
+from ..layers.traceable import ceil_div, is_exporting, repeated_max_pool, size_min, traced_interpolate
 from .base import PyramidBackbone
 
 QUERY_RESIZE_MODES = ('bicubic', 'bilinear', 'nearest', 'area', 'adaptive_max')
+# Most extra global-query pools an ONNX export can apply (a query map up to 2**9 windows wide, far beyond any image).
+MAX_TRACED_QUERY_POOLS = 8
 
 
 def num_query_pools(stage_resolution: int, window: int) -> int:
@@ -155,6 +158,8 @@ class GlobalQueryGen(nn.Module):
         """x: (B, C, H, W) level input -> (B, heads, window**2, C // heads)."""
         x = self.to_q_global(x)
         w = self.window
+        if is_exporting() and self.resize_mode in ('bicubic', 'bilinear', 'nearest'):
+            return self._tokens(self._fit_traced(x))
         if self.adaptive_pool:
             # further parameter-free pooling towards the window keeps the query a summary of the whole map rather
             # than a sparse bicubic sampling of it (large detection images)
@@ -167,6 +172,24 @@ class GlobalQueryGen(nn.Module):
                 x = F.interpolate(x, size=(w, w), mode=self.resize_mode)
             else:
                 x = F.interpolate(x, size=(w, w), mode=self.resize_mode, align_corners=False)
+        return self._tokens(x)
+
+    def _fit_traced(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooling and resize of :meth:`forward` for a traced size (ONNX export): the number of pools is
+        computed in the graph, the resize always runs (the identity when the map already is one window).
+        ``area``/``adaptive_max`` have no ONNX form for a dynamic size and take the eager path (the exporter
+        reports them)."""
+        w = self.window
+        if self.adaptive_pool:
+            side = size_min(x.shape[-2], x.shape[-1])
+            # the eager loop pools while ceil(side / 2**t) >= w: count those t
+            pools = sum((ceil_div(side, 2 ** t) >= w).long() for t in range(1, MAX_TRACED_QUERY_POOLS + 1))
+            x = repeated_max_pool(x, pools, MAX_TRACED_QUERY_POOLS)
+        return traced_interpolate(x, (w, w), self.resize_mode)
+
+    def _tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, w, w) -> (B, heads, w*w, C // heads)."""
+        w = self.window
         b, c = x.shape[:2]
         # tokens row-major over the window, channels split head-major (the official reshape)
         return x.flatten(2).transpose(1, 2).reshape(b, w * w, self.num_heads, c // self.num_heads).transpose(1, 2)
@@ -257,14 +280,15 @@ class GCViTBlock(nn.Module):
         win = self.window
         y = self.norm1(x)
         pad_b, pad_r = (-h) % win, (-w) % win
-        if pad_b or pad_r:  # zeros after the norm, as the official detector; cropped after attention
+        exporting = is_exporting()  # traced sizes: pad and crop always (possibly by 0)
+        if exporting or pad_b or pad_r:  # zeros after the norm, as the official detector; cropped after attention
             y = F.pad(y, (0, 0, 0, pad_r, 0, pad_b))
         hp, wp = h + pad_b, w + pad_r
         # window partition: (B, Hp, Wp, C) -> (B * nW, win * win, C), windows in row-major order per image
         y = y.view(b, hp // win, win, wp // win, win, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, win * win, c)
         y = self.attn(y, q_global)
         y = y.view(b, hp // win, wp // win, win, win, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
-        if pad_b or pad_r:
+        if exporting or pad_b or pad_r:
             y = y[:, :h, :w]
         x = x + self.drop_path(y if self.gamma1 is None else self.gamma1 * y)
         y = self.mlp(self.norm2(x))

@@ -45,6 +45,7 @@ from timm.layers import trunc_normal_
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import SimpleFeaturePyramid, SizeCache, ViTBlock, init_linear_and_layernorm, resize_grid_embed
+from ..layers.traceable import ceil_div, is_exporting
 from .base import PyramidBackbone
 
 Size2d = Tuple[int, int]
@@ -204,7 +205,7 @@ class PlainViT(PyramidBackbone):
     def pos_embed_for(self, grid_hw: Size2d) -> torch.Tensor:
         """Position embedding (1, 1 + gh*gw, D) for a token grid; cached per grid at inference."""
         grid_hw = tuple(grid_hw)
-        if grid_hw == self.pretrain_grid:
+        if not is_exporting() and grid_hw == self.pretrain_grid:  # (a traced grid: resize_grid_embed decides)
             return self.pos_embed
         return self._pos_cache.get(grid_hw, [self.pos_embed],
                                    lambda: self.resize_pos_embed(self.pos_embed, self.pretrain_grid, grid_hw))
@@ -215,7 +216,7 @@ class PlainViT(PyramidBackbone):
         p = self.patch_size
         h, w = x.shape[-2:]
         pad_h, pad_w = (-h) % p, (-w) % p
-        if pad_h or pad_w:  # zero-pad bottom/right to whole patches (DINO drops the remainder instead)
+        if is_exporting() or pad_h or pad_w:  # zero-pad bottom/right to whole patches (DINO drops the remainder)
             x = F.pad(x, (0, pad_w, 0, pad_h))
         x = self.patch_embed(x)  # (B, D, gh, gw)
         grid_hw = (x.shape[-2], x.shape[-1])
@@ -236,7 +237,7 @@ class PlainViT(PyramidBackbone):
             feature = F.avg_pool2d(feature, kernel_size=2, stride=2, ceil_mode=True)
         outs = self.pyramid(feature, levels=self.out_indices)
         # the grid was padded to whole patches: crop each level to ceil(size / stride)
-        return tuple(out[..., :math.ceil(h / 2 ** (level + 2)), :math.ceil(w / 2 ** (level + 2))]
+        return tuple(out[..., :ceil_div(h, 2 ** (level + 2)), :ceil_div(w, 2 ** (level + 2))]
                      for level, out in zip(self.out_indices, outs))
 
     # ----------------------------------------------------------------------------------------------------- training

@@ -67,6 +67,7 @@ from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import (DoubleResolution, Mlp, SizeCache, attention, init_conv_fan_out, init_linear_and_layernorm,
                       resize_dense_bias, resize_grid_embed)
+from ..layers.traceable import ceil_div, is_exporting
 from .base import PyramidBackbone
 
 Size2d = Tuple[int, int]
@@ -268,7 +269,8 @@ class WordMerge(nn.Module):
         h, w = hw
         c = words.shape[-1]
         x = self.norm(words).reshape(-1, h, w, WORD_GRID, WORD_GRID, c)
-        if h % 2 or w % 2:  # odd grids: zero sentences at the bottom/right (official "padding to fit (1333, 800)")
+        if is_exporting() or h % 2 or w % 2:  # odd grids: zero sentences at the bottom/right (official "padding
+            # to fit (1333, 800)"); a traced grid always takes this path (padding by 0 when even)
             x = F.pad(x, (0, 0, 0, 0, 0, 0, 0, w % 2, 0, h % 2))
             h, w = h + h % 2, w + w % 2
         # (B, h/2, 2, w/2, 2, 4, 4, c) -> (B, h/2, w/2, c, 2, 4, 2, 4): each sentence pair's words side by side
@@ -458,7 +460,7 @@ class PyramidTNT(PyramidBackbone):
         stride = 2 ** (i + 3)
         if not self.native_strides:
             feature, stride = self.upsamples[str(i)](feature), stride // 2
-        return feature[..., :math.ceil(h / stride), :math.ceil(w / stride)].contiguous()
+        return feature[..., :ceil_div(h, stride), :ceil_div(w, stride)].contiguous()
 
     # ------------------------------------------------------------------------------------------------------ training
     def frozen_modules(self, frozen_stages: int) -> Iterable[Union[nn.Module, nn.Parameter]]:

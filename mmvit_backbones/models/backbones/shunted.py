@@ -41,6 +41,7 @@ from ...checkpoint import StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import attention, init_conv_fan_out, init_linear_and_layernorm
+from ..layers.traceable import is_exporting
 from .base import PyramidBackbone
 
 Size2d = Tuple[int, int]
@@ -113,7 +114,7 @@ class TokenAggregation(nn.Module):
         reduced = self.reduce(grid)  # floors like the official view(H // sr, W // sr)
         b, _, h, w = reduced.shape
         tokens = self.act(self.norm(reduced.flatten(2).transpose(1, 2)))  # (B, M, C)
-        k, v = self.kv(tokens).reshape(b, h * w, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        k, v = self.kv(tokens).reshape(b, h * w, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         # v as a (B, heads*head_dim, h, w) map; channel index = head * head_dim + j, as the official reshape
         v_map = v.permute(0, 1, 3, 2).reshape(b, -1, h, w)
         v = v + self.local_conv(v_map).reshape(b, self.num_heads, self.head_dim, h * w).transpose(-1, -2)
@@ -156,7 +157,7 @@ class ShuntedAttention(nn.Module):
                 outs.append(attention(q[:, i * half:(i + 1) * half], k, v))
             out = torch.cat(outs, dim=1).transpose(1, 2).reshape(b, n, c)  # heads of branch 0 first, as official
         else:
-            k, v = self.kv(x).reshape(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            k, v = self.kv(x).reshape(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
             out = attention(q, k, v).transpose(1, 2).reshape(b, n, c)
             v_map = v.permute(0, 1, 3, 2).reshape(b, c, hw[0], hw[1])
             out = out + self.local_conv(v_map).flatten(2).transpose(1, 2)
@@ -311,7 +312,7 @@ class ShuntedTransformer(PyramidBackbone):
         h, w = x.shape[-2:]
         # The stem's last conv (2x2/2, no padding) floors: pad to a multiple of 4 so level 0 is ceil(H/4) x ceil(W/4);
         # the later 3x3/2 pad-1 embeddings round up by themselves, so no crop is needed.
-        if h % 4 or w % 4:
+        if is_exporting() or h % 4 or w % 4:  # (a traced size always pads, possibly by 0)
             x = F.pad(x, (0, -w % 4, 0, -h % 4))
         return self.forward_features(x)
 

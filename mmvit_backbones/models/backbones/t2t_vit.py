@@ -49,6 +49,7 @@ from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import (Mlp, SimpleFeaturePyramid, SizeCache, ViTBlock, attention, init_linear_and_layernorm,
                       resize_grid_embed)
+from ..layers.traceable import ceil_div
 from .base import PyramidBackbone
 
 Size2d = Tuple[int, int]
@@ -371,7 +372,7 @@ class T2TViT(PyramidBackbone):
         outs = self.pyramid(feats['feature'], fine_maps=(feats['stride4'], feats['stride8']),
                             levels=self.out_indices)
         # deconvolved levels cover 4*ceil(H/16) >= ceil(H/4) cells: crop to the exact size
-        return tuple(out[..., :math.ceil(height / 2 ** (level + 2)), :math.ceil(width / 2 ** (level + 2))]
+        return tuple(out[..., :ceil_div(height, 2 ** (level + 2)), :ceil_div(width, 2 ** (level + 2))]
                      for level, out in zip(self.out_indices, outs))
 
     # ------------------------------------------------------------------------------------------------ training

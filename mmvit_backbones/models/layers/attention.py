@@ -4,7 +4,9 @@ All attention in the package goes through :func:`attention`, which calls
 ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels, no materialised ``N x N`` matrix when the
 backend allows it). :func:`naive_attention_mode` switches the whole package to the textbook formulation
 (``softmax(q k^T * scale + bias) v``) so that ``tools/benchmark.py --compare-naive`` can measure the gain with the
-very same weights.
+very same weights. ONNX export (``torch.onnx.export``, ``tools/export_onnx.py``) always uses the textbook form: plain
+MatMul/Softmax exist at every opset and in every runtime, fused attention does not (the same computation, so the
+exported model is the eager one).
 """
 from contextlib import contextmanager
 from typing import Iterator, Optional
@@ -37,7 +39,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[
     Returns:
         (B, heads, Nq, dv)
     """
-    if _NAIVE:
+    if _NAIVE or torch.onnx.is_in_onnx_export():
         logits = (q * (q.shape[-1] ** -0.5 if scale is None else scale)) @ k.transpose(-2, -1)
         if bias is not None:
             logits = logits + bias

@@ -9,13 +9,18 @@ embeddings (a token grid), dense relative biases (query grid x key grid), relati
 * at **run time** to the actual token grid of the input, cached per size by :class:`SizeCache` when no gradient
   flows (inference), so repeated images of one size do not pay for it again.
 
-Interpolation is always ``torch.nn.functional.interpolate`` on the tensor's natural 2-D grid (never scipy).
+Interpolation is always ``torch.nn.functional.interpolate`` on the tensor's natural 2-D grid (never scipy). While a
+model is traced for ONNX export the target grid is a traced size: the resizes then always run (a resize to the same
+size is the identity), bicubic ones as interpolation matrices built from that size
+(:func:`~.traceable.traced_interpolate`), and nothing is cached (see :mod:`.traceable`).
 """
 from collections import OrderedDict
 from typing import Callable, Hashable, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+
+from .traceable import is_exporting, traced_interpolate
 
 Size2d = Tuple[int, int]
 
@@ -29,14 +34,21 @@ def resize_grid_embed(embed: torch.Tensor, src_hw: Size2d, dst_hw: Size2d, num_e
     instead of a target size; it samples slightly different points (~1e-3) and is needed for parity with DINO.
     """
     src_hw, dst_hw = tuple(src_hw), tuple(dst_hw)
-    if src_hw == dst_hw:
+    exporting = is_exporting()
+    if not exporting and src_hw == dst_hw:
         return embed
     extra, grid = embed[:, :num_extra_tokens], embed[:, num_extra_tokens:]
     channels = grid.shape[-1]
-    if grid.shape[1] != src_hw[0] * src_hw[1]:
+    if not exporting and grid.shape[1] != src_hw[0] * src_hw[1]:
         raise ValueError(f'position embedding has {grid.shape[1]} grid tokens, expected {src_hw[0]}x{src_hw[1]}')
     grid = grid.reshape(1, src_hw[0], src_hw[1], channels).permute(0, 3, 1, 2)
-    if scale_factor_rule:
+    if exporting:  # dst_hw is traced: sample as below, with scale 1 (the identity) where eager returns early
+        inverse_scales = (None, None)
+        if scale_factor_rule:
+            same = (dst_hw[0] == src_hw[0]) & (dst_hw[1] == src_hw[1])
+            inverse_scales = tuple(torch.where(same, 1.0, src / (dst + 0.1)) for src, dst in zip(src_hw, dst_hw))
+        grid = traced_interpolate(grid.float(), dst_hw, mode, inverse_scales)
+    elif scale_factor_rule:
         scale = ((dst_hw[0] + 0.1) / src_hw[0], (dst_hw[1] + 0.1) / src_hw[1])
         grid = F.interpolate(grid.float(), scale_factor=scale, mode=mode, align_corners=False)
         if tuple(grid.shape[-2:]) != dst_hw:
@@ -58,19 +70,22 @@ def resize_dense_bias(bias: torch.Tensor, src_q_hw: Size2d, src_k_hw: Size2d, ds
     """
     lead = bias.shape[:-2]
     nq, nk = bias.shape[-2:]
-    if nq != src_q_hw[0] * src_q_hw[1] or nk != src_k_hw[0] * src_k_hw[1]:
+    exporting = is_exporting()  # traced target grids: always resize (the identity at equal sizes)
+    if not exporting and (nq != src_q_hw[0] * src_q_hw[1] or nk != src_k_hw[0] * src_k_hw[1]):
         raise ValueError(f'bias of shape {tuple(bias.shape)} does not match query grid {src_q_hw} and key grid '
                          f'{src_k_hw}')
+    resize = traced_interpolate if exporting else (
+        lambda x, size, mode: F.interpolate(x, size=tuple(size), mode=mode, align_corners=False))
     out = bias.float().reshape(-1, nq, nk)
     groups = out.shape[0]
-    if tuple(src_k_hw) != tuple(dst_k_hw):
+    if exporting or tuple(src_k_hw) != tuple(dst_k_hw):
         out = out.reshape(groups * nq, 1, *src_k_hw)
-        out = F.interpolate(out, size=tuple(dst_k_hw), mode=mode, align_corners=False)
+        out = resize(out, dst_k_hw, mode)
         out = out.reshape(groups, nq, -1)
     nk_new = out.shape[-1]
-    if tuple(src_q_hw) != tuple(dst_q_hw):
+    if exporting or tuple(src_q_hw) != tuple(dst_q_hw):
         out = out.transpose(1, 2).reshape(groups * nk_new, 1, *src_q_hw)
-        out = F.interpolate(out, size=tuple(dst_q_hw), mode=mode, align_corners=False)
+        out = resize(out, dst_q_hw, mode)
         out = out.reshape(groups, nk_new, -1).transpose(1, 2)
     return out.reshape(*lead, out.shape[-2], nk_new).to(bias.dtype)
 
@@ -90,7 +105,7 @@ def resize_relative_position_table(table: torch.Tensor, src_window: Size2d, dst_
 
 def resize_1d_table(table: torch.Tensor, length: int, mode: str = 'linear') -> torch.Tensor:
     """Resize a (L, C) table along L (e.g. 1-D relative logits of length 2S-1) to ``length`` rows."""
-    if table.shape[0] == length:
+    if not is_exporting() and table.shape[0] == length:  # (a traced length is always resized: identity if equal)
         return table
     out = F.interpolate(table.float().T.unsqueeze(0), size=length, mode=mode, align_corners=False)
     return out[0].T.contiguous().to(table.dtype)
@@ -111,8 +126,8 @@ class SizeCache:
         self._entries: 'OrderedDict[Hashable, torch.Tensor]' = OrderedDict()
 
     def get(self, size: Hashable, sources: Sequence[torch.Tensor], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-        if torch.is_grad_enabled() and any(s.requires_grad for s in sources):
-            return compute()
+        if is_exporting() or (torch.is_grad_enabled() and any(s.requires_grad for s in sources)):
+            return compute()  # (an export computes it in the graph, from the parameters, for the traced size)
         key = (size, ) + tuple((s.data_ptr(), s._version, s.dtype, s.device) for s in sources)
         if key in self._entries:
             self._entries.move_to_end(key)

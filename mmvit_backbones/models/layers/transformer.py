@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
 
 from .attention import attention
+from .traceable import ceil_div, is_exporting
 
 Size2d = Tuple[int, int]
 
@@ -65,9 +66,9 @@ def window_partition(t: torch.Tensor, grid_hw: Size2d, window: int) -> Tuple[tor
     """
     b, heads, _, d = t.shape
     gh, gw = grid_hw
-    ph, pw = math.ceil(gh / window) * window, math.ceil(gw / window) * window
+    ph, pw = ceil_div(gh, window) * window, ceil_div(gw, window) * window
     t = t.reshape(b, heads, gh, gw, d)
-    if (ph, pw) != (gh, gw):
+    if is_exporting() or (ph, pw) != (gh, gw):  # (traced sizes: always pad, possibly by 0)
         t = F.pad(t, (0, 0, 0, pw - gw, 0, ph - gh))
     t = t.reshape(b, heads, ph // window, window, pw // window, window, d)
     t = t.permute(0, 2, 4, 1, 3, 5, 6)  # (B, nh, nw, heads, window, window, d)
@@ -129,9 +130,9 @@ class ViTAttention(nn.Module):
 
         kw, vw = with_extra(kw, k), with_extra(vw, v)
         bias = None
-        if padded_hw != grid_hw:  # keys in the padding must not be attended to
-            valid = torch.zeros(padded_hw, dtype=torch.bool, device=q.device)
-            valid[:grid_hw[0], :grid_hw[1]] = True
+        if is_exporting() or padded_hw != grid_hw:  # keys in the padding must not be attended to
+            rows, cols = (torch.arange(n, device=q.device) for n in padded_hw)
+            valid = (rows[:, None] < grid_hw[0]) & (cols[None, :] < grid_hw[1])  # (ph, pw)
             valid, _ = window_partition(valid.reshape(1, 1, -1, 1).float(), padded_hw, ws)  # (nW, 1, ws*ws, 1)
             valid = torch.cat([valid.new_ones(num_windows, extra), valid[:, 0, :, 0]], dim=1) > 0
             bias = torch.zeros(valid.shape, dtype=q.dtype, device=q.device).masked_fill(~valid, float('-inf'))
