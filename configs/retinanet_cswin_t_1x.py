@@ -1,0 +1,27 @@
+# RetinaNet + CSWin-T, 1x schedule on COCO (AdamW 1e-4, wd 0.05 with norms exempt, 12 epochs with steps at 8/11,
+# warm-up 500 iterations, 1333x800, batch 16 in total). No CSWin RetinaNet recipe or result exists (no detection code
+# was released: issues #2, #25, #36); the paper (arXiv 2107.00652, Sec. 4.2; not re-checked against the PDF here)
+# follows Swin's detection setting, so this is Swin's AdamW 1x schedule (configs/_base_/schedules/adamw_1x.py) with
+# mmdet's Swin-T RetinaNet neck (levels 8/16/32, P6/P7 on the stride-32 map; mmdet's Swin RetinaNet itself uses SGD
+# 0.01) and Swin-T's drop path 0.2.
+_base_ = [
+    'mmdet::_base_/models/retinanet_r50_fpn.py',
+    'mmdet::_base_/datasets/coco_detection.py',
+    './_base_/schedules/adamw_1x.py',
+    'mmdet::_base_/default_runtime.py',
+    './_base_/mmvit_imports.py',
+]
+# https://github.com/microsoft/CSWin-Transformer/releases/download/v0.1.0/cswin_tiny_224.pth
+# (EMA weights, `state_dict_ema`; checkpoint_weights='raw' picks `state_dict`)
+pretrained = 'checkpoints/cswin_tiny_224.pth'
+model = dict(
+    # ImageNet mean/std on RGB: the retinanet base's data_preprocessor already is CSWin's normalisation.
+    backbone=dict(
+        _delete_=True,
+        type='CSWin',
+        arch='t',
+        mask_padded_keys=False,  # stripe padding as the official segmentation backbone (README: CSWin)
+        drop_path_rate=0.2,
+        out_indices=(1, 2, 3),  # strides 8/16/32; P6/P7 from the stride-32 map as Swin's RetinaNet
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[128, 256, 512], start_level=0, add_extra_convs='on_input', num_outs=5))
