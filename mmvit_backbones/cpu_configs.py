@@ -21,6 +21,7 @@ SMALL_BACKBONES = {
     'T2TViT': dict(arch='7'),
     'PlainViT': dict(arch='ti'),
     'BoTNet': dict(arch='26t'),
+    'TNT': dict(arch=dict(embed_dims=192, inner_dims=12, depth=6, num_heads=3, inner_heads=2)),  # TNT-S halved
 }
 
 

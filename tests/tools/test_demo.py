@@ -16,6 +16,7 @@ SWITCHES = [
     ['--cfg-options', 'model.backbone.type=T2TViT'],
     ['--cfg-options', 'model.backbone.type=PlainViT'],
     ['--cfg-options', 'model.backbone.type=BoTNet'],
+    ['--cfg-options', 'model.backbone.type=TNT'],
 ]
 
 

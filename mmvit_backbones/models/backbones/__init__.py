@@ -6,5 +6,7 @@ from .plain_vit import PlainViT
 from .pyramid_tnt import PyramidTNT
 from .shunted import ShuntedTransformer
 from .t2t_vit import T2TViT
+from .tnt import TNT
 
 __all__ = ['PyramidBackbone', 'PyramidTNT', 'GCViT', 'ShuntedTransformer', 'T2TViT', 'PlainViT', 'BoTNet']
+__all__ += ['TNT']
