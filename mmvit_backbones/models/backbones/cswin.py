@@ -31,8 +31,9 @@ are Python ints applied to the actual grid of each stage; when an extent is not 
 Layout and copies: a stripe window batch is ``(B * windows, heads, L, d)`` for the shared SDPA core. Horizontal
 stripes of an unpadded map are plain views of the ``qkv`` output (rows are contiguous); vertical stripes are
 horizontal stripes of the transposed map (the LePE kernel transposed with it), which costs one copy that also does
-the padding; the global branch is the single "stripe" of the whole map. Each branch writes its cropped result
-straight into its channel half of one output buffer (no concatenation).
+the padding; the global branch is the single "stripe" of the whole map. The (cropped) results of a branch stay views
+of the attention output until one concatenation assembles the two channel halves for ``proj``. While exporting to
+ONNX (traced sizes) every stripe branch takes the padded path, by a possibly zero amount.
 
 Output levels pass through new per-level LayerNorms ``norm{i}`` (the official segmentation backbone's ``norm1..4``;
 an official UPerNet checkpoint fills them, ImageNet checkpoints do not have them). Checkpoints load through
@@ -53,6 +54,7 @@ from ...checkpoint import StateDict, read_checkpoint
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import Mlp, attention, init_linear_and_layernorm
+from ..layers.traceable import is_exporting
 from .base import PyramidBackbone
 
 CHECKPOINT_WEIGHTS = ('ema', 'raw')
@@ -83,56 +85,54 @@ class CSWinAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, W, C) -> (B, H, W, C)
-        b, h, w, c = x.shape
+        b, h, w, _ = x.shape
         # channels of qkv: (q|k|v) x (branch) x (heads) x (head_dim), as the official reshape splits them
         qkv = self.qkv(x).view(b, h, w, 3, self.num_branches, self.heads, self.head_dim)
-        out = x.new_empty(b, h, w, self.num_branches, self.branch_dim)
         if self.num_branches == 1:  # global: one "stripe" covering the whole map, never padded
-            self._stripes(qkv[..., 0, :, :], out[..., 0, :], h, self.lepe[0].weight, self.lepe[0].bias)
-        else:
-            # branch 0: vertical stripes (full height x split_size columns) = horizontal stripes of the transposed
-            # map, with the LePE kernel transposed accordingly; branch 1: horizontal stripes
-            conv = self.lepe[0]
-            self._stripes(qkv[..., 0, :, :].transpose(1, 2), out[..., 0, :].transpose(1, 2), self.split_size,
-                          conv.weight.transpose(-1, -2), conv.bias)
-            conv = self.lepe[1]
-            self._stripes(qkv[..., 1, :, :], out[..., 1, :], self.split_size, conv.weight, conv.bias)
-        return self.proj(out.view(b, h, w, c))
+            return self.proj(self._stripes(qkv[..., 0, :, :], None, self.lepe[0].weight, self.lepe[0].bias))
+        # branch 0: vertical stripes (full height x split_size columns) = horizontal stripes of the transposed map,
+        # with the LePE kernel transposed accordingly; branch 1: horizontal stripes (split_size rows x full width)
+        vertical = self._stripes(qkv[..., 0, :, :].transpose(1, 2), self.split_size,
+                                 self.lepe[0].weight.transpose(-1, -2), self.lepe[0].bias).transpose(1, 2)
+        horizontal = self._stripes(qkv[..., 1, :, :], self.split_size, self.lepe[1].weight, self.lepe[1].bias)
+        return self.proj(torch.cat([vertical, horizontal], dim=-1))  # the one copy that assembles the halves
 
-    def _stripes(self, qkv: torch.Tensor, out: torch.Tensor, width: int, lepe_weight: torch.Tensor,
-                 lepe_bias: torch.Tensor) -> None:
-        """Attention within horizontal stripes of ``width`` full rows; writes the result into ``out``.
+    def _stripes(self, qkv: torch.Tensor, width: Optional[int], lepe_weight: torch.Tensor,
+                 lepe_bias: torch.Tensor) -> torch.Tensor:
+        """Attention within horizontal stripes of ``width`` full rows (None: the whole map, unpadded).
 
-        qkv: (B, H, W, 3, heads, d) (a view of the projection); out: (B, H, W, heads * d) view to fill.
+        qkv: (B, H, W, 3, heads, d) (a view of the projection) -> (B, H, W, heads * d), often a view.
         """
         b, h, w = qkv.shape[:3]
         heads, d = self.heads, self.head_dim
+        padded = width is not None and (is_exporting() or h % width != 0)  # traced sizes: always (maybe by 0)
+        width = h if width is None else width
         pad = (-h) % width
         top = pad // 2  # the official split: pad // 2 before, the rest after
-        if pad:
+        if padded:
             qkv = F.pad(qkv, (0, 0, 0, 0, 0, 0, 0, 0, top, pad - top))  # zeros after the projection, as official
         n = (h + pad) // width  # stripes per image
         length = width * w  # tokens per stripe
-        # (B * n, L, 3, heads, d): a view for contiguous rows, one copy for a transposed map
+        # (B * n, L, 3, heads, d): a view for contiguous rows, one copy for a transposed map (F.pad's output is
+        # already laid out in the transposed order)
         windows = qkv.reshape(b * n, length, 3, heads, d)
         q, k, v = (windows[:, :, i].transpose(1, 2) for i in range(3))  # each (B * n, heads, L, d)
         # LePE: depthwise 3x3 over each stripe separately (zero padding at stripe borders)
         v_map = windows[:, :, 2].reshape(b * n, width, w, heads * d).permute(0, 3, 1, 2)
         lepe = F.conv2d(v_map, lepe_weight, lepe_bias, padding=1, groups=heads * d)  # (B * n, heads * d, width, W)
         lepe = lepe.permute(0, 2, 3, 1).reshape(b * n, length, heads, d).transpose(1, 2)
-        bias = self._padding_bias(n, width, w, top, h, b, qkv) if pad and self.mask_padded_keys else None
+        bias = self._padding_bias(b, n, width, w, top, h, q) if padded and self.mask_padded_keys else None
         y = attention(q, k, v, bias) + lepe  # (B * n, heads, L, d)
         y = y.transpose(1, 2).reshape(b, n * width, w, heads * d)
-        out.copy_(y[:, top:top + h] if pad else y)
+        return y[:, top:top + h] if padded else y
 
     @staticmethod
-    def _padding_bias(n: int, width: int, w: int, top: int, h: int, b: int, ref: torch.Tensor) -> torch.Tensor:
+    def _padding_bias(b: int, n: int, width: int, w: int, top: int, h: int, ref: torch.Tensor) -> torch.Tensor:
         """(B * n, 1, 1, L) additive bias: ``-inf`` for keys in the padded rows, 0 elsewhere."""
         rows = torch.arange(n * width, device=ref.device)
-        padded = (rows < top) | (rows >= top + h)  # (n * width,)
-        bias = torch.zeros(n * width, w, dtype=ref.dtype, device=ref.device)
-        bias.masked_fill_(padded[:, None], float('-inf'))
-        return bias.view(1, n, 1, 1, width * w).expand(b, -1, -1, -1, -1).reshape(b * n, 1, 1, width * w)
+        real = ((rows >= top) & (rows < top + h)).view(1, n, 1, 1, width, 1).expand(b, n, 1, 1, width, w)
+        zero = torch.zeros((), dtype=ref.dtype, device=ref.device)
+        return torch.where(real, zero, zero - float('inf')).reshape(b * n, 1, 1, width * w)
 
 
 class CSWinBlock(nn.Module):
@@ -297,7 +297,7 @@ class CSWin(PyramidBackbone):
         rows; used for parity at such sizes).
         """
         pad_h, pad_w = (-x.shape[-2]) % 4, (-x.shape[-1]) % 4
-        if pad_to_stride and (pad_h or pad_w):
+        if pad_to_stride and (is_exporting() or pad_h or pad_w):  # traced sizes: always pad (maybe by 0)
             x = F.pad(x, (0, pad_w, 0, pad_h))
         x = self.stem(x)  # (B, ceil(H/4), ceil(W/4), C)
         last = max(self.out_indices)
