@@ -22,6 +22,8 @@ SMALL_BACKBONES = {
     'PlainViT': dict(arch='ti'),
     'BoTNet': dict(arch='26t'),
     'TNT': dict(arch=dict(embed_dims=192, inner_dims=12, depth=6, num_heads=3, inner_heads=2)),  # TNT-S halved
+    # CSWin-T at half width and depth (1/1/4/1 blocks), official stripe widths 1/2/7/7
+    'CSWin': dict(arch=dict(embed_dims=32, depths=(1, 1, 4, 1), num_heads=(2, 2, 4, 8))),
 }
 
 

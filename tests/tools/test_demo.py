@@ -17,6 +17,7 @@ SWITCHES = [
     ['--cfg-options', 'model.backbone.type=PlainViT'],
     ['--cfg-options', 'model.backbone.type=BoTNet'],
     ['--cfg-options', 'model.backbone.type=TNT'],
+    ['--cfg-options', 'model.backbone.type=CSWin'],
 ]
 
 

@@ -1,6 +1,7 @@
 # One module per architecture; importing it registers the backbone and its parity adapter.
 from .base import PyramidBackbone
 from .botnet import BoTNet
+from .cswin import CSWin
 from .gcvit import GCViT
 from .plain_vit import PlainViT
 from .pyramid_tnt import PyramidTNT
@@ -10,3 +11,4 @@ from .tnt import TNT
 
 __all__ = ['PyramidBackbone', 'PyramidTNT', 'GCViT', 'ShuntedTransformer', 'T2TViT', 'PlainViT', 'BoTNet']
 __all__ += ['TNT']
+__all__ += ['CSWin']
