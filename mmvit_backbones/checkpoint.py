@@ -45,16 +45,35 @@ def read_checkpoint(path: str, weights_hint: str = '') -> Any:
         raise FileNotFoundError(
             f'Checkpoint file not found: {path!r}.{hint}\n  To train from scratch instead, set the backbone\'s '
             f'init_cfg=None (e.g. --cfg-options model.backbone.init_cfg=None).')
+    if path.endswith('.npz'):
+        return read_npz(path)
     return safe_torch_load(path)
+
+
+def read_npz(path: str) -> StateDict:
+    """A numpy ``.npz`` archive (e.g. the official JAX/Flax checkpoints, a flattened parameter tree with keys like
+    ``stem/kernel``) as a flat ``{key: tensor}`` dict, keys and layouts unchanged (the backbone's converter maps them).
+    Pickled objects are refused (``allow_pickle=False``)."""
+    import numpy as np
+    with np.load(path, allow_pickle=False) as archive:
+        return {key: torch.from_numpy(np.array(archive[key])) for key in archive.files}
 
 
 def safe_torch_load(path: str, map_location: Any = 'cpu') -> Any:
     """``torch.load(weights_only=True)``; a file holding other pickled objects is refused with a clear message."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'Checkpoint file not found: {path!r}')
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (torch >= 1.6) or a pickle (protocol >= 2 starts with 0x80); anything else
+    # (text, HTML of a failed download, an image) would reach torch's unpickler as garbage and fail obscurely there
+    if not (head.startswith(b'PK\x03\x04') or head[:1] == b'\x80'):
+        raise _not_a_checkpoint(path, 'neither a zip archive nor a pickle')
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        if 'Unsupported operand' in str(err):  # bytes that are no pickle at all
+            raise _not_a_checkpoint(path, err) from None
         lines = [ln.strip() for ln in str(err).splitlines() if 'nsupported' in ln or 'error:' in ln]
         raise CheckpointError(
             f'Refusing to load {path!r}: it contains pickled Python objects that are not plain tensors/containers '
@@ -63,6 +82,21 @@ def safe_torch_load(path: str, map_location: Any = 'cpu') -> Any:
             f'  Fix: if you trust the file, re-save only its weights, e.g. '
             f'`torch.save(torch.load(f, weights_only=False)["state_dict"], "weights.pth")`, or convert it with '
             f'tools/convert_checkpoint.py.') from None
+    except (EOFError, IndexError, KeyError, ValueError, RuntimeError) as err:
+        # what torch raises from inside its unpickler/zip reader for a truncated download or a zip of something else
+        raise _not_a_checkpoint(path, f'torch.load: {type(err).__name__}: {str(err).splitlines()[0]}') from None
+
+
+def _not_a_checkpoint(path: str, reason: object) -> 'CheckpointError':
+    with open(path, 'rb') as f:
+        head = f.read(32)
+    looks = 'text' if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head) else 'binary data'
+    reason = str(reason).splitlines()[0] if str(reason) else type(reason).__name__
+    return CheckpointError(
+        f'{path!r} is not a PyTorch checkpoint: {osp.getsize(path)} bytes of {looks} starting with {head!r} '
+        f'({reason}).\n'
+        f'  Fix: point init_cfg/--checkpoint at a .pth/.pt/.pth.tar file saved by torch.save (re-download it if the '
+        f'download was cut short or saved an HTML page), or train from scratch with init_cfg=None.')
 
 
 _INSTALLED = False

@@ -60,3 +60,19 @@ def test_mmengine_message_hub_loads_with_weights_only(tmp_path):
     buffer = loaded['message_hub']['log_scalars']['train/loss']
     assert isinstance(buffer, HistoryBuffer) and buffer.current() == 0.5
     assert pickle.dumps(loaded['meta']['dataset_meta'])
+
+
+@pytest.mark.parametrize('content', [b'conv.weight 1 2 3\n', b'<!DOCTYPE html><html>Sign in</html>', b'',
+                                     b'\x89PNG\r\n\x1a\n' + bytes(range(256)), b'PK\x03\x04truncated zip'],
+                         ids=['text', 'html', 'empty', 'image', 'truncated-zip'])
+def test_not_a_checkpoint_is_named(tmp_path, content):
+    """A file that is no checkpoint at all fails with a message naming it, not an IndexError from torch's internals,
+    through the path of init_cfg (load_pretrained) as well."""
+    from mmvit_backbones.checkpoint import load_pretrained
+    path = str(tmp_path / 'weights.pth')
+    with open(path, 'wb') as f:
+        f.write(content)
+    with pytest.raises(CheckpointError, match=r"weights\.pth' is not a PyTorch checkpoint"):
+        safe_torch_load(path)
+    with pytest.raises(CheckpointError, match='not a PyTorch checkpoint'):
+        load_pretrained(torch.nn.Linear(2, 2), path)

@@ -28,6 +28,8 @@ class PyramidBackbone(BaseModule):
     arch_zoo: Dict[str, dict] = {}
     essential_keys: Tuple[str, ...] = ()
     num_levels: int = 4
+    #: stride of each output level (level ``i`` has ``ceil(H / stride)`` x ``ceil(W / stride)`` cells)
+    level_strides: Tuple[int, ...] = (4, 8, 16, 32)
     num_stages: int = 4
     min_input_size: int = 32
     weights_hint: str = ''
@@ -98,6 +100,17 @@ class PyramidBackbone(BaseModule):
             raise ValueError(f'{type(self).__name__}: input {x.shape[-2]}x{x.shape[-1]} is smaller than the total '
                              f'stride {self.min_input_size}; resize or pad images to at least '
                              f'{self.min_input_size}x{self.min_input_size}.')
+
+    def empty_outputs(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """The output maps of a batch of 0 images (a data loader may yield one), shaped as for any other batch.
+
+        Token reshapes with ``-1`` and per-image arithmetic cannot infer sizes from 0 elements, so a backbone's
+        ``forward`` returns these instead of running its layers: ``if x.shape[0] == 0: return self.empty_outputs(x)``.
+        """
+        h, w = x.shape[-2:]
+        strides = self.level_strides
+        return tuple(x.new_zeros(0, self.out_channels[i], -(-h // strides[i]), -(-w // strides[i]))
+                     for i in self.out_indices)
 
     # ------------------------------------------------------------------------------------------------------ training
     def frozen_modules(self, frozen_stages: int) -> Iterable[nn.Module]:
