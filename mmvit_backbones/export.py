@@ -13,8 +13,9 @@ adaptive pooling are baked in as constants.) The backbones take their general pa
 
 Whole detectors/segmentors are exported in mmengine's tensor mode (``model(inputs, None, mode='tensor')``): the raw
 head outputs (detectors, before box decoding and NMS) or the logits (segmentors). :func:`exportable_modules` swaps
-``nn.AdaptiveAvgPool2d`` (UPerNet's pyramid pooling) for an equal computation with a dynamic input size for the
-duration of the export (as mmdeploy rewrites functions for its backends); nothing else of the model changes.
+``nn.AdaptiveAvgPool2d`` (UPerNet's pyramid pooling) for an equal computation with a dynamic input size, and
+``Tensor.unflatten`` (whose sizes the tracer silently fixes) for a reshape, for the duration of the export (as
+mmdeploy rewrites functions for its backends); nothing else of the model changes.
 """
 import contextlib
 import linecache
@@ -74,19 +75,31 @@ class ExportableAdaptiveAvgPool2d(nn.Module):
         return rows @ x @ cols.t()
 
 
+def _traceable_unflatten(tensor: torch.Tensor, dim: int, sizes) -> torch.Tensor:
+    """``Tensor.unflatten`` as a reshape to sizes taken from ``tensor.shape`` (traced sizes while exporting)."""
+    dim = dim % tensor.dim()
+    shape = list(tensor.shape)
+    return tensor.reshape(shape[:dim] + list(sizes) + shape[dim + 1:])
+
+
 @contextlib.contextmanager
 def exportable_modules(model: nn.Module) -> Iterator[nn.Module]:
     """Within the context, the model's ``nn.AdaptiveAvgPool2d`` modules (other than to 1x1, which ONNX has) are
-    their dynamic-size equivalent; the originals are put back afterwards."""
+    their dynamic-size equivalent, and ``Tensor.unflatten`` is a reshape: the tracer records unflatten through its
+    C++ decomposition with the sizes of the example input as constants (the batch size, too) and without a
+    ``TracerWarning``. Everything is put back afterwards."""
     swapped = []
     for parent in model.modules():
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.AdaptiveAvgPool2d) and child.output_size not in (1, (1, 1)):
                 setattr(parent, name, ExportableAdaptiveAvgPool2d(child.output_size))
                 swapped.append((parent, name, child))
+    unflatten = torch.Tensor.unflatten
+    torch.Tensor.unflatten = _traceable_unflatten
     try:
         yield model
     finally:
+        torch.Tensor.unflatten = unflatten
         for parent, name, child in swapped:
             setattr(parent, name, child)
 
@@ -129,7 +142,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic: boo
     dynamic_axes = None
     if dynamic:
         dynamic_axes = {'input': {0: 'batch', 2: 'height', 3: 'width'}}
-        for name, tensor in reference:
+        for name, (_, tensor) in zip(names, reference):
             dynamic_axes[name] = {0: 'batch', **{d: f'{name}_dim{d}' for d in range(2, tensor.dim())}}
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
