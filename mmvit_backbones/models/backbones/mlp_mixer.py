@@ -41,6 +41,7 @@ from ...checkpoint import CheckpointError, StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import TOKEN_MIXING_MODES, Mlp, SimpleFeaturePyramid, init_linear_and_layernorm, mix_tokens
+from ..layers.traceable import ceil_div, is_exporting
 from .base import PyramidBackbone
 
 Size2d = Tuple[int, int]
@@ -133,7 +134,7 @@ class AllMlpBackbone(PyramidBackbone):
         """(B, C, H, W) -> token grid (B, ceil(H/p), ceil(W/p), D); the image is zero-padded to whole patches."""
         p = self.patch_size
         pad_h, pad_w = (-x.shape[-2]) % p, (-x.shape[-1]) % p
-        if pad_h or pad_w:
+        if is_exporting() or pad_h or pad_w:  # (a traced size always pads, possibly by 0)
             x = F.pad(x, (0, pad_w, 0, pad_h))
         return self.stem.proj(x).permute(0, 2, 3, 1).contiguous()
 
@@ -154,7 +155,7 @@ class AllMlpBackbone(PyramidBackbone):
             feature = F.interpolate(feature, scale_factor=2.0, mode='nearest')
         outs = self.pyramid(feature.contiguous(), levels=self.out_indices)
         # the grid was padded to whole patches: crop each level to ceil(size / stride)
-        return tuple(out[..., :math.ceil(h / 2 ** (level + 2)), :math.ceil(w / 2 ** (level + 2))]
+        return tuple(out[..., :ceil_div(h, 2 ** (level + 2)), :ceil_div(w, 2 ** (level + 2))]
                      for level, out in zip(self.out_indices, outs))
 
     # ----------------------------------------------------------------------------------------------------- training

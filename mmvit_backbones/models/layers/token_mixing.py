@@ -39,13 +39,18 @@ from typing import Callable, Tuple
 import torch
 import torch.nn.functional as F
 
+from .traceable import is_exporting, traced_interpolate
+
 Size2d = Tuple[int, int]
 TOKEN_MIXING_MODES = ('window', 'resample')
 
 
 def _window_pads(grid: int, window: int, shifted: bool) -> Tuple[int, int]:
     """(front, back) padding of one axis: whole windows, shifted by half a window when the axis spans several."""
-    front = window // 2 if shifted and grid > window else 0
+    if isinstance(grid, torch.Tensor):  # a traced size (ONNX export): the same rule as graph arithmetic
+        front = (grid > window).long() * (window // 2) if shifted else 0
+    else:
+        front = window // 2 if shifted and grid > window else 0
     return front, (-(grid + front)) % window
 
 
@@ -58,10 +63,11 @@ def window_token_mixing(tokens: torch.Tensor, window_hw: Size2d, shifted: bool,
     """
     b, gh, gw, c = tokens.shape
     wh, ww = window_hw
-    if (gh, gw) == (wh, ww):  # the pretraining grid: one window, the official computation
+    exporting = is_exporting()  # traced sizes: the general path (at the pretraining grid it pads by 0, 1 window)
+    if not exporting and (gh, gw) == (wh, ww):  # the pretraining grid: one window, the official computation
         return operator(tokens.reshape(b, wh * ww, c)).reshape(b, gh, gw, c)
     (top, bottom), (left, right) = _window_pads(gh, wh, shifted), _window_pads(gw, ww, shifted)
-    if top or bottom or left or right:
+    if exporting or top or bottom or left or right:
         tokens = F.pad(tokens, (0, 0, left, right, top, bottom))
     ph, pw = gh + top + bottom, gw + left + right
     nh, nw = ph // wh, pw // ww
@@ -73,6 +79,8 @@ def window_token_mixing(tokens: torch.Tensor, window_hw: Size2d, shifted: bool,
 
 def resize_token_grid(tokens: torch.Tensor, size: Size2d) -> torch.Tensor:
     """Bicubic resize of a (B, gh, gw, C) token grid to (B, size[0], size[1], C) (RaftMLP's Shrink/Expansion)."""
+    if is_exporting():  # a traced size: always resize (the identity at the same size)
+        return traced_interpolate(tokens.permute(0, 3, 1, 2), size, 'bicubic').permute(0, 2, 3, 1)
     if tuple(tokens.shape[1:3]) == tuple(size):
         return tokens
     grid = F.interpolate(tokens.permute(0, 3, 1, 2), size=tuple(size), mode='bicubic', align_corners=False)
