@@ -256,7 +256,7 @@ class MLPMixer(AllMlpBackbone):
             raise ValueError(f'MLPMixer: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
         self._build_common(dim, depth, int(s['patch_size']), pretrain_img_size, token_mixing)
         norm_eps = float(s.get('norm_eps', 1e-6))
-        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear, as torch.linspace
         self.blocks = nn.ModuleList([
             MixerBlock(dim, self.pretrain_grid, tokens_dim, channels_dim, token_mixing, shifted=i % 2 == 1,
                        drop_path=rates[i], norm_eps=norm_eps, gelu_approximate=gelu_approximate)

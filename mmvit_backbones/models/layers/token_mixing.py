@@ -8,9 +8,10 @@ parameters per ResMLP block that nobody has trained. Two mechanisms reuse the pu
 ``'window'`` (the default; wins the comparison in the README):
     The token grid is cut into windows of the pretraining grid (gh0 x gw0 tokens) and the pretrained token operator
     runs inside every window, exactly as it ran on the whole 224 image: weight ``[i, j]`` still connects the window
-    positions ``i`` and ``j``, so the weights keep their meaning (a 196-token window *is* a 224x224 crop). This is
-    the Mixer paper's own recipe for more patches (App. C: a block-diagonal token-mixing matrix, one copy per
-    sub-grid), made any-size by two additions:
+    positions ``i`` and ``j``, so the weights keep their meaning (a 196-token window *is* a 224x224 crop). Over the
+    whole grid this is a block-diagonal token-mixing matrix with one copy of the pretrained one per window (the
+    Mixer paper's appendix on fine-tuning with more patches is reported to initialise the token MLP this way; not
+    verified here). It is made any-size by two additions:
 
     * **padding that does not change the result.** A grid that is not a multiple of the window is zero-padded
       *after* the block's norm, right before the token operator. Zero inputs contribute nothing to a linear map, so

@@ -43,6 +43,11 @@ def test_detection_sizes_and_empty_batch():
 
 
 def test_official_variants():
+    with torch.device('meta'):  # shapes only: no memory, no initialisation cost
+        _check_official_variants()
+
+
+def _check_official_variants():
     for arch, params in (('12', 15350872), ('24', 30020680)):  # timm's param_count, with the 1000-class head
         model = ResMLP(arch=arch)
         assert model.out_channels == (96, 192, 384, 384) and model.pretrain_grid == (14, 14)
