@@ -63,6 +63,7 @@ from ...checkpoint import CheckpointError, StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import SimpleFeaturePyramid, SizeCache, ViTBlock, init_linear_and_layernorm, resize_grid_embed
+from ..layers.traceable import ceil_div, is_exporting
 from .base import PyramidBackbone
 
 Size2d = Tuple[int, int]
@@ -296,7 +297,7 @@ class TNT(PyramidBackbone):
     def position_embedding(self, grid: Size2d) -> torch.Tensor:
         """(1, 1 + h*w, D): ``outer_pos`` resized (bicubic, class entry kept) to the actual grid, cached per size."""
         grid = tuple(grid)
-        if grid == self.pretrain_grid:
+        if not is_exporting() and grid == self.pretrain_grid:  # (a traced grid: resize_grid_embed decides)
             return self.outer_pos
         return self._pos_cache.get(grid, [self.outer_pos], lambda: resize_grid_embed(
             self.outer_pos, self.pretrain_grid, grid, num_extra_tokens=1, mode='bicubic'))
@@ -346,7 +347,7 @@ class TNT(PyramidBackbone):
             fine_maps = (words, space_to_depth2(words))
         outs = self.pyramid(feats['feature'], fine_maps=fine_maps, levels=self.out_indices)
         # the grid covers the image padded to whole patches: crop each level to ceil(size / stride)
-        return tuple(out[..., :math.ceil(height / 2 ** (level + 2)), :math.ceil(width / 2 ** (level + 2))]
+        return tuple(out[..., :ceil_div(height, 2 ** (level + 2)), :ceil_div(width, 2 ** (level + 2))]
                      for level, out in zip(self.out_indices, outs))
 
     # ----------------------------------------------------------------------------------------------------- training
