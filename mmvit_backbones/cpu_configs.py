@@ -21,6 +21,9 @@ SMALL_BACKBONES = {
     'T2TViT': dict(arch='7'),
     'PlainViT': dict(arch='ti'),
     'BoTNet': dict(arch='26t'),
+    # Mixer-S/16 and ResMLP-S12 at half width
+    'MLPMixer': dict(arch=dict(embed_dims=256, depth=8, tokens_mlp_dims=128, channels_mlp_dims=1024, patch_size=16)),
+    'ResMLP': dict(arch=dict(embed_dims=192, depth=12, patch_size=16, init_scale=0.1)),
     'TNT': dict(arch=dict(embed_dims=192, inner_dims=12, depth=6, num_heads=3, inner_heads=2)),  # TNT-S halved
     # CSWin-T at half width and depth (1/1/4/1 blocks), official stripe widths 1/2/7/7
     'CSWin': dict(arch=dict(embed_dims=32, depths=(1, 1, 4, 1), num_heads=(2, 2, 4, 8))),

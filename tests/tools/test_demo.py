@@ -16,6 +16,8 @@ SWITCHES = [
     ['--cfg-options', 'model.backbone.type=T2TViT'],
     ['--cfg-options', 'model.backbone.type=PlainViT'],
     ['--cfg-options', 'model.backbone.type=BoTNet'],
+    ['--cfg-options', 'model.backbone.type=MLPMixer'],
+    ['--cfg-options', 'model.backbone.type=ResMLP'],
     ['--cfg-options', 'model.backbone.type=TNT'],
     ['--cfg-options', 'model.backbone.type=CSWin'],
 ]

@@ -3,8 +3,10 @@ from .base import PyramidBackbone
 from .botnet import BoTNet
 from .cswin import CSWin
 from .gcvit import GCViT
+from .mlp_mixer import MLPMixer
 from .plain_vit import PlainViT
 from .pyramid_tnt import PyramidTNT
+from .resmlp import ResMLP
 from .shunted import ShuntedTransformer
 from .t2t_vit import T2TViT
 from .tnt import TNT
@@ -12,3 +14,4 @@ from .tnt import TNT
 __all__ = ['PyramidBackbone', 'PyramidTNT', 'GCViT', 'ShuntedTransformer', 'T2TViT', 'PlainViT', 'BoTNet']
 __all__ += ['TNT']
 __all__ += ['CSWin']
+__all__ += ['MLPMixer', 'ResMLP']
