@@ -38,18 +38,37 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmcv.cnn import build_norm_layer
 from timm.layers import DropPath
 
 from ...checkpoint import StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import SizeCache, attention, resize_1d_table
+from ..layers import SizeCache, attention, channels_last_conv_weights, resize_1d_table
 from .base import PyramidBackbone
 
 Size2d = Tuple[int, int]
 
 _ACTIVATIONS = {'relu': nn.ReLU, 'silu': nn.SiLU, 'gelu': nn.GELU}
+
+
+_TORCH_NORMS = {'BN': nn.BatchNorm2d, 'BN2d': nn.BatchNorm2d, 'SyncBN': nn.SyncBatchNorm}
+
+
+def build_norm(cfg: dict, channels: int) -> nn.Module:
+    """A norm layer from an mmcv-style config (``dict(type='BN', requires_grad=False, eps=...)``).
+
+    BatchNorm/SyncBN are built with torch alone, so the backbone imports and runs with torch + timm + mmengine only
+    (benchmarks, export); any other type goes through mmcv's ``build_norm_layer``, imported only then.
+    """
+    cfg = dict(cfg)
+    norm_type, requires_grad = cfg.pop('type'), cfg.pop('requires_grad', True)
+    if norm_type in _TORCH_NORMS:
+        layer = _TORCH_NORMS[norm_type](channels, **cfg)
+        for param in layer.parameters():
+            param.requires_grad = requires_grad
+        return layer
+    from mmcv.cnn import build_norm_layer  # lazily: GN, IN, ... from mmcv's registry
+    return build_norm_layer(dict(cfg, type=norm_type, requires_grad=requires_grad), channels)[1]
 
 
 def _activation(name: str) -> nn.Module:
@@ -80,7 +99,7 @@ class ConvNormAct(nn.Sequential):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2,
                               groups=groups, bias=False)
-        self.bn = build_norm_layer(norm_cfg or dict(type='BN'), out_channels)[1]
+        self.bn = build_norm(norm_cfg or dict(type='BN'), out_channels)
         if act is not None:
             self.act = _activation(act)
 
@@ -207,15 +226,20 @@ class RelPosSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, ceil(H/s), ceil(W/s))
         b, _, h, w = x.shape
-        inner_qk = self.num_heads * self.dim_head
-        q, k, v = torch.split(self.qkv(x), [inner_qk, inner_qk, self.num_heads * self.dim_head_v], dim=1)
-        q = q.reshape(b, self.num_heads, self.dim_head, h * w).transpose(-1, -2)  # (B, n, N, d)
-        k = k.reshape(b, self.num_heads, self.dim_head, h * w).transpose(-1, -2)
-        v = v.reshape(b, self.num_heads, self.dim_head_v, h * w).transpose(-1, -2)  # (B, n, N, dv)
+        n, inner_qk = self.num_heads, self.num_heads * self.dim_head
+        # token-major (B, N, 3C') projection, so that q/k/v are (B, n, N, d) views with unit stride along d: the
+        # layout SDPA's fused CPU kernel takes (a d-strided one falls back to the unfused path). On a channels-last
+        # map (as BoTNet.forward runs) the permute is free.
+        qkv = self.qkv(x).permute(0, 2, 3, 1).reshape(b, h * w, -1)
+        q, k, v = torch.split(qkv, [inner_qk, inner_qk, n * self.dim_head_v], dim=2)
+        q = q.unflatten(2, (n, self.dim_head)).transpose(1, 2)  # (B, n, N, d)
+        k = k.unflatten(2, (n, self.dim_head)).transpose(1, 2)
+        v = v.unflatten(2, (n, self.dim_head_v)).transpose(1, 2)  # (B, n, N, dv)
         # the paper's code scales q before both terms; scaling the small q is cheaper than the (N, N) bias
         bias = self.relative_logits(q * self.scale if self.scale_pos_embed else q, (h, w))
         out = attention(q, k, v, bias=bias, scale=self.scale)  # (B, n, N, dv)
-        out = out.transpose(-1, -2).reshape(b, self.num_heads * self.dim_head_v, h, w)
+        # back to (B, C, H, W), a free view with channels-last strides when SDPA returned token-major storage
+        out = out.transpose(1, 2).reshape(b, h, w, n * self.dim_head_v).permute(0, 3, 1, 2)
         return self.pool(out)
 
 
@@ -230,7 +254,7 @@ class BoTBlock(nn.Module):
                          if in_channels != out_channels or stride != 1 else nn.Identity())
         self.conv1 = ConvNormAct(in_channels, mid_channels, 1, 1, norm_cfg, act)
         self.mhsa = RelPosSelfAttention(mid_channels, num_heads, dim_head, feat_size, stride, scale_pos_embed)
-        self.mhsa_norm = build_norm_layer(mhsa_norm_cfg or norm_cfg, mid_channels)[1]
+        self.mhsa_norm = build_norm(mhsa_norm_cfg or norm_cfg, mid_channels)
         self.mhsa_act = _activation(act)
         self.conv3 = ConvNormAct(mid_channels, out_channels, 1, 1, norm_cfg, act=None)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -374,6 +398,8 @@ class BoTNet(PyramidBackbone):
 
         self._init_params(zero_init_residual)
         self._freeze_stages()
+        # NHWC weights (and an NHWC input in forward): oneDNN/cuDNN's fast layout, and free token views for MHSA
+        channels_last_conv_weights(self)
 
     # ----------------------------------------------------------------------------------------------------- arguments
     @classmethod
@@ -432,7 +458,7 @@ class BoTNet(PyramidBackbone):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """x: (B, C, H, W) -> maps (B, C_i, ceil(H / 2**(i+2)), ceil(W / 2**(i+2))) for i in out_indices."""
         self.check_input(x)
-        x = self.stem(x)  # (B, C_stem, ceil(H/4), ceil(W/4))
+        x = self.stem(x.contiguous(memory_format=torch.channels_last))  # (B, C_stem, ceil(H/4), ceil(W/4))
         levels = {}
         for i, stage in enumerate(self.stages[:max(self.out_indices) + 1]):
             for block in stage:

@@ -54,7 +54,8 @@ from timm.layers import DropPath, trunc_normal_
 from ...checkpoint import StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import Mlp, SizeCache, attention, init_linear_and_layernorm, resize_relative_position_table
+from ..layers import (Mlp, SizeCache, attention, channels_last_conv_weights, init_linear_and_layernorm,
+                      resize_relative_position_table)
 from ..layers.traceable import ceil_div, is_exporting, repeated_max_pool, size_min, traced_interpolate
 from .base import PyramidBackbone
 
@@ -394,6 +395,8 @@ class GCViT(PyramidBackbone):
         for i in self.out_indices:  # new per-output norms (official detector's names)
             self.add_module(f'norm{i}', nn.LayerNorm(self.out_channels[i]))
         self.apply(self._official_init)
+        # the convs see channel-last maps through permute views: NHWC weights spare the layout copies
+        channels_last_conv_weights(self)
 
     # ----------------------------------------------------------------------------------------------- arguments
     @staticmethod

@@ -65,8 +65,8 @@ from timm.layers import DropPath, trunc_normal_
 from ...checkpoint import StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import (DoubleResolution, Mlp, SizeCache, attention, init_conv_fan_out, init_linear_and_layernorm,
-                      resize_dense_bias, resize_grid_embed)
+from ..layers import (DoubleResolution, Mlp, SizeCache, attention, channels_last_conv_weights, init_conv_fan_out,
+                      init_linear_and_layernorm, resize_dense_bias, resize_grid_embed)
 from ..layers.traceable import ceil_div, is_exporting
 from .base import PyramidBackbone
 
@@ -92,14 +92,18 @@ def _tokens_to_map(x: torch.Tensor, hw: Size2d) -> torch.Tensor:
     return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], hw[0], hw[1])
 
 
-def _row_aligned(bias: torch.Tensor, multiple: int = 16) -> torch.Tensor:
-    """The same values, stored with a row stride that is a multiple of 16 (CUDA only).
+def _sdpa_bias_layout(bias: torch.Tensor, multiple: int = 16) -> torch.Tensor:
+    """The same values, stored the way SDPA reads an additive bias without copying it in every block.
 
-    SDPA's memory-efficient CUDA kernel needs a bias whose strides are multiples of its alignment (8 or 16) and
-    otherwise pads a copy of it on every call, i.e. in every block; pooled key counts rarely are (25 x 42 = 1050).
+    CPU: contiguous (the resized bias is a transposed view, and CPU attention makes a contiguous copy of a strided
+    mask on each call: at 800x1344 that copy was ~40% of PyramidTNT-S's forward). CUDA: a row stride that is a
+    multiple of 16, since the memory-efficient kernel needs strides aligned to 8 or 16 and otherwise pads a copy on
+    every call; pooled key counts rarely are (25 x 42 = 1050).
     """
     pad = -bias.shape[-1] % multiple
-    if not bias.is_cuda or not pad:
+    if not bias.is_cuda:
+        return bias.contiguous()
+    if not pad:
         return bias
     return F.pad(bias, (0, pad))[..., :bias.shape[-1]]
 
@@ -220,8 +224,8 @@ class Stage(nn.Module):
         """``relative_pos`` on the actual grids: (1, heads, Hq*Wq, Hk*Wk); once per forward, cached at inference."""
         query_hw = tuple(query_hw)
         key_hw = self.key_grid(query_hw)
-        return self._bias_cache.get((query_hw, key_hw), [self.relative_pos], lambda: _row_aligned(resize_dense_bias(
-            self.relative_pos, self.query_hw, self.key_hw, query_hw, key_hw)))
+        return self._bias_cache.get((query_hw, key_hw), [self.relative_pos], lambda: _sdpa_bias_layout(
+            resize_dense_bias(self.relative_pos, self.query_hw, self.key_hw, query_hw, key_hw)))
 
 
 class Stem(nn.Module):
@@ -273,9 +277,12 @@ class WordMerge(nn.Module):
             # to fit (1333, 800)"); a traced grid always takes this path (padding by 0 when even)
             x = F.pad(x, (0, 0, 0, 0, 0, 0, 0, w % 2, 0, h % 2))
             h, w = h + h % 2, w + w % 2
-        # (B, h/2, 2, w/2, 2, 4, 4, c) -> (B, h/2, w/2, c, 2, 4, 2, 4): each sentence pair's words side by side
-        x = x.reshape(-1, h // 2, 2, w // 2, 2, WORD_GRID, WORD_GRID, c).permute(0, 1, 3, 7, 2, 5, 4, 6)
-        x = self.conv(x.reshape(-1, c, 2 * WORD_GRID, 2 * WORD_GRID))  # (B*h/2*w/2, c_out, 4, 4)
+        # (B, h/2, 2, w/2, 2, 4, 4, c) -> (B, h/2, w/2, 2, 4, 2, 4, c): each sentence pair's words side by side,
+        # gathered channels-last (one copy) so that the NHWC conv reads the map as it is and its output's token view
+        # (B*h/2*w/2, 16, c_out) is contiguous
+        x = x.reshape(-1, h // 2, 2, w // 2, 2, WORD_GRID, WORD_GRID, c).permute(0, 1, 3, 2, 5, 4, 6, 7)
+        x = x.reshape(-1, 2 * WORD_GRID, 2 * WORD_GRID, c).permute(0, 3, 1, 2)
+        x = self.conv(x)  # (B*h/2*w/2, c_out, 4, 4)
         return x.flatten(2).transpose(1, 2)
 
 
@@ -381,6 +388,8 @@ class PyramidTNT(PyramidBackbone):
 
         self._init_parameters()
         self.register_load_state_dict_pre_hook(_resize_pretrained_tables)
+        # the convs (merges, stem, adapters) see token maps through channels-last views: NHWC weights, no copies
+        channels_last_conv_weights(self)
 
     # ------------------------------------------------------------------------------------------------------ settings
     @staticmethod

@@ -40,7 +40,7 @@ from timm.layers import DropPath
 from ...checkpoint import StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import attention, init_conv_fan_out, init_linear_and_layernorm
+from ..layers import attention, channels_last_conv_weights, init_conv_fan_out, init_linear_and_layernorm
 from ..layers.traceable import is_exporting
 from .base import PyramidBackbone
 
@@ -154,8 +154,9 @@ class ShuntedAttention(nn.Module):
             outs = []
             for i, branch in enumerate(self.branches):
                 k, v = branch(grid)  # (B, heads/2, M_i, d)
-                outs.append(attention(q[:, i * half:(i + 1) * half], k, v))
-            out = torch.cat(outs, dim=1).transpose(1, 2).reshape(b, n, c)  # heads of branch 0 first, as official
+                outs.append(attention(q[:, i * half:(i + 1) * half], k, v).transpose(1, 2))  # (B, N, heads/2, d)
+            # heads of branch 0 first, as official; one copy (SDPA's outputs are token-major already)
+            out = torch.cat(outs, dim=2).reshape(b, n, c)
         else:
             k, v = self.kv(x).reshape(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
             out = attention(q, k, v).transpose(1, 2).reshape(b, n, c)
@@ -266,6 +267,8 @@ class ShuntedTransformer(PyramidBackbone):
                                             sr_ratios[i], qkv_bias, dpr[cur:cur + depths[i]]))
             self._first_block.append(cur)
             cur += depths[i]
+        # the convs run on token views (channels-last strides): NHWC weights spare two copies per conv
+        channels_last_conv_weights(self)
 
     def init_weights(self) -> None:
         """The official initialisation, or (``init_cfg=dict(type='Pretrained', ...)``) the checkpoint.

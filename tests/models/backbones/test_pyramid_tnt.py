@@ -262,16 +262,24 @@ def test_run_time_resize_once_per_stage_and_cached(monkeypatch):
         assert calls == {'bias': 16, 'pos': 4}
 
 
-def test_bias_row_alignment_keeps_values(monkeypatch):
-    """On CUDA the resized bias is handed to SDPA as a view with 16-aligned rows (no per-block padded copy)."""
+def test_bias_layout_keeps_values(monkeypatch):
+    """The bias reaches SDPA in the layout it reads without a per-block copy: on CUDA a view with 16-aligned rows,
+    on CPU contiguous (the resized bias is a transposed view)."""
     bias = torch.randn(1, 2, 12, 21, requires_grad=True)
     monkeypatch.setattr(torch.Tensor, 'is_cuda', property(lambda self: True))
-    aligned = ptnt._row_aligned(bias)
+    aligned = ptnt._sdpa_bias_layout(bias)
     monkeypatch.undo()
     assert aligned.stride(-2) % 16 == 0 and aligned.stride(1) % 16 == 0 and torch.equal(aligned, bias)
     aligned.sum().backward()
     assert torch.equal(bias.grad, torch.ones_like(bias))
-    assert ptnt._row_aligned(bias) is bias  # CPU: unchanged
+    assert ptnt._sdpa_bias_layout(bias) is bias  # CPU, contiguous already: unchanged
+    transposed = bias.detach().transpose(-1, -2).contiguous().transpose(-1, -2)  # like resize_dense_bias's result
+    on_cpu = ptnt._sdpa_bias_layout(transposed)
+    assert on_cpu.is_contiguous() and torch.equal(on_cpu, bias)
+    model = build_tiny().eval()
+    with torch.no_grad():
+        for stage in model.stages:  # the cached bias of a resized input is contiguous
+            assert stage.attention_bias((5, 7)).is_contiguous()
 
 
 # ---------------------------------------------------------------------------------------------------- training
