@@ -27,6 +27,9 @@ SMALL_BACKBONES = {
     'TNT': dict(arch=dict(embed_dims=192, inner_dims=12, depth=6, num_heads=3, inner_heads=2)),  # TNT-S halved
     # CSWin-T at half width and depth (1/1/4/1 blocks), official stripe widths 1/2/7/7
     'CSWin': dict(arch=dict(embed_dims=32, depths=(1, 1, 4, 1), num_heads=(2, 2, 4, 8))),
+    # DeepViT-S at half width and depth (CNN stem, last 4 of 8 blocks re-attend), 8x8 windows in blocks 0/2/4/6
+    'DeepViT': dict(arch=dict(embed_dims=192, depth=8, num_heads=6, num_reattention_blocks=4, cnn_stem=True,
+                              transform_scale=True, scale_adjustment=0.5), pretrain_img_size=128),
 }
 
 

@@ -46,6 +46,7 @@ import torch
 DEFAULT_MODELS = ['PyramidTNT:s', 'GCViT:t', 'ShuntedTransformer:s', 'T2TViT:14', 'PlainViT:s', 'BoTNet:50', 'TNT:s',
                   'MLPMixer:b16', 'ResMLP:24']
 DEFAULT_MODELS += ['CSWin:t']
+DEFAULT_MODELS += ['DeepViT:s']
 MODES = ('fwd', 'fwd+bwd', 'step')
 AMP_DTYPES = {None: None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 DEFAULT_SIZES = ['800x1333', '512x512']  # detection and segmentation inputs

@@ -20,6 +20,7 @@ SWITCHES = [
     ['--cfg-options', 'model.backbone.type=ResMLP'],
     ['--cfg-options', 'model.backbone.type=TNT'],
     ['--cfg-options', 'model.backbone.type=CSWin'],
+    ['--cfg-options', 'model.backbone.type=DeepViT'],
 ]
 
 

@@ -2,6 +2,7 @@
 from .base import PyramidBackbone
 from .botnet import BoTNet
 from .cswin import CSWin
+from .deepvit import DeepViT
 from .gcvit import GCViT
 from .mlp_mixer import MLPMixer
 from .plain_vit import PlainViT
@@ -12,6 +13,7 @@ from .t2t_vit import T2TViT
 from .tnt import TNT
 
 __all__ = ['PyramidBackbone', 'PyramidTNT', 'GCViT', 'ShuntedTransformer', 'T2TViT', 'PlainViT', 'BoTNet']
+__all__ += ['DeepViT']
 __all__ += ['TNT']
 __all__ += ['CSWin']
 __all__ += ['MLPMixer', 'ResMLP']

@@ -9,7 +9,7 @@
   ``Module.apply``.
 """
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -111,13 +111,19 @@ class ViTAttention(nn.Module):
         if self.window_size > 0:
             out = self._windowed(q, k, v, tuple(grid_hw))
         else:
-            out = attention(q, k, v)
+            out = self.core(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+    def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+             bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Attention of queries (B, heads, Nq, d) over keys/values (B, heads, Nk, d); ``bias`` is 0 or -inf (a
+        masked key). Variants with another attention rule (DeepViT's re-attention) override only this."""
+        return attention(q, k, v, bias)
 
     def _windowed(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid_hw: Size2d) -> torch.Tensor:
         b, heads, _, d = q.shape
         ws, extra = self.window_size, self.num_extra_tokens
-        extra_out = attention(q[:, :, :extra], k, v)  # (B, heads, extra, d): the cls token sees everything
+        extra_out = self.core(q[:, :, :extra], k, v)  # (B, heads, extra, d): the cls token sees everything
         qw, padded_hw = window_partition(q[:, :, extra:], grid_hw, ws)
         kw, _ = window_partition(k[:, :, extra:], grid_hw, ws)
         vw, _ = window_partition(v[:, :, extra:], grid_hw, ws)
@@ -137,7 +143,7 @@ class ViTAttention(nn.Module):
             valid = torch.cat([valid.new_ones(num_windows, extra), valid[:, 0, :, 0]], dim=1) > 0
             bias = torch.zeros(valid.shape, dtype=q.dtype, device=q.device).masked_fill(~valid, float('-inf'))
             bias = bias[:, None, None, :].repeat(b, 1, 1, 1)  # (B*nW, 1, 1, extra + ws*ws)
-        out = attention(qw, kw, vw, bias)  # (B*nW, heads, ws*ws, d)
+        out = self.core(qw, kw, vw, bias)  # (B*nW, heads, ws*ws, d)
         return torch.cat([extra_out, window_unpartition(out, b, grid_hw, padded_hw, ws)], dim=2)
 
 

@@ -1,0 +1,34 @@
+# Mask R-CNN + DeepViT-S (re-attention plain ViT, ViTDet simple feature pyramid on the last block), 1x on COCO.
+# DeepViT's authors published no detection code or number: this is the project's plain-ViT recipe (iBOT's ViT-S/16
+# detection run, bytedance/ibot @da316d8 evaluation/README.md:73-77, as maskrcnn_vit_s_1x.py): AdamW 1e-4, wd 0.05,
+# 12 epochs with steps at 8/11, warm-up 500, single-scale 1333x800, batch 16 (2 x 8 GPUs), drop path 0.1 and
+# layer-wise lr decay. DeepViT-S has 16 blocks instead of 12: the decay rate is iBOT's 0.8 rescaled so that the patch
+# embedding gets the same lr multiplier as in a 12-block ViT-S (0.8 ** (13 / 17) = 0.84 -> 0.85).
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    'mmdet::_base_/datasets/coco_instance.py',
+    './_base_/schedules/adamw_1x.py',
+    'mmdet::_base_/default_runtime.py',
+    './_base_/mmvit_imports.py',
+]
+# Official DeepViT-S weights (Google Drive 1evhBjla4Nth7LawW2PAXnGEcpv3YBWEC, see retinanet_deepvit_s_1x.py).
+pretrained = 'checkpoints/DViT_82_16b.pth.tar'
+model = dict(
+    data_preprocessor=dict(mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5]),  # DeepViT: mean = std = 0.5
+    backbone=dict(
+        _delete_=True,
+        type='DeepViT',
+        arch='s',
+        drop_path_rate=0.1,
+        window_size=14,  # 14x14 windows (+ cls: the pretraining count) in all blocks but 3, 7, 11, 15 (global)
+        norm_eval=True,  # the CNN stem's BatchNorms keep their ImageNet statistics
+        out_indices=(0, 1, 2, 3),
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[99, 198, 396, 396]))
+optim_wrapper = dict(
+    constructor='LayerwiseDecayOptimWrapperConstructor',
+    # as the plain-ViT configs: no decay on biases, norms (incl. the re-attention BatchNorms), pos_embed, cls_token
+    paramwise_cfg=dict(
+        layer_decay_rate=0.85,
+        bias_decay_mult=0.0,
+        custom_keys={'pos_embed': dict(decay_mult=0.0), 'cls_token': dict(decay_mult=0.0)}))
