@@ -1,0 +1,83 @@
+"""The memory layouts the fast paths rely on (no timing here): channels-last conv weights that survive loading and
+give the same outputs, attention inputs that take SDPA's fused CPU kernel, and a package import without mmcv."""
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.profiler import profile
+
+from mmvit_backbones.models import BoTNet, GCViT, PyramidTNT, ShuntedTransformer
+from mmvit_backbones.models.layers import channels_last_conv_weights
+
+TINY_SHUNTED = dict(embed_dims=(16, 32, 48, 64), depths=(1, 1, 1, 1), num_heads=(2, 2, 2, 4), mlp_ratios=(2, 2, 2, 2),
+                    sr_ratios=(8, 4, 2, 1), num_conv=0)
+TINY_BOTNET = dict(stem_channels=(8, 16), depths=(1, 1, 2, 1), channels=(16, 32, 48, 64),
+                   attn_blocks=((), (), (1, ), (0, )), num_heads=2, img_size=64)
+TINY_PTNT = dict(depths=(1, 1, 1, 1), outer_dims=(16, 32, 48, 48), inner_dims=(2, 4, 6, 6), outer_heads=(2, 2, 2, 2),
+                 inner_heads=(1, 1, 1, 1))
+
+
+def _convs(model: nn.Module):
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+
+
+def _channels_last(weight: torch.Tensor) -> bool:
+    # (C, 1, k, k) depthwise weights are contiguous in both layouts: compare the strides channels-last storage has
+    return weight.stride() == weight.to(memory_format=torch.channels_last).stride()
+
+
+@pytest.mark.parametrize('build', [
+    lambda: ShuntedTransformer(arch=TINY_SHUNTED), lambda: BoTNet(arch=TINY_BOTNET, zero_init_residual=False),
+    lambda: PyramidTNT(arch=TINY_PTNT, pretrain_img_size=64), lambda: GCViT(arch='xxt')])
+def test_channels_last_weights_survive_loading_and_keep_outputs(build):
+    torch.manual_seed(0)
+    model = build().eval()
+    assert _convs(model) and all(_channels_last(m.weight) for m in _convs(model))
+    reference = build().eval()
+    for m in _convs(reference):  # the same weights stored NCHW: the layout must not change the result
+        m.weight.data = m.weight.data.contiguous()
+    reference.load_state_dict(model.state_dict())
+    model.load_state_dict(reference.state_dict())  # an in-place copy from NCHW tensors keeps the layout
+    assert all(_channels_last(m.weight) for m in _convs(model))
+    x = torch.randn(1, 3, 72, 100)
+    with torch.no_grad():
+        for ours, ref in zip(model(x), reference(x)):
+            assert ours.shape == ref.shape
+            torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_helper_converts_only_convolution_weights():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ConvTranspose2d(8, 4, 2, stride=2), nn.Linear(4, 4))
+    model.register_parameter('table', nn.Parameter(torch.randn(1, 2, 3, 4)))  # e.g. a dense 4-D attention bias
+    channels_last_conv_weights(model)
+    assert _channels_last(model[0].weight) and _channels_last(model[1].weight)
+    assert not _channels_last(model[0].weight.contiguous())  # the check itself tells the layouts apart
+    assert model.table.is_contiguous()
+
+
+def _attention_kernels(model: nn.Module, x: torch.Tensor):
+    with torch.no_grad(), profile() as prof:
+        model(x)
+    names = {e.name for e in prof.events()}
+    return {n for n in names if 'scaled_dot_product' in n and n != 'aten::scaled_dot_product_attention'}
+
+
+@pytest.mark.parametrize('build', [lambda: BoTNet(arch=TINY_BOTNET, zero_init_residual=False),
+                                   lambda: ShuntedTransformer(arch=TINY_SHUNTED),
+                                   lambda: PyramidTNT(arch=TINY_PTNT, pretrain_img_size=64)])
+def test_inference_attention_takes_the_fused_cpu_kernel(build):
+    """q/k/v with unit stride along the head dimension and contiguous biases: no fallback to the unfused path."""
+    kernels = _attention_kernels(build().eval(), torch.randn(1, 3, 96, 128))
+    assert kernels == {'aten::_scaled_dot_product_flash_attention_for_cpu'}, kernels
+
+
+def test_package_imports_without_mmcv_mmdet_mmseg():
+    code = ('import sys, mmvit_backbones; from mmengine.registry import MODELS; '
+            'MODELS.build(dict(type="BoTNet", arch=dict(stem_channels=(8,), depths=(1, 1, 1, 1), '
+            'channels=(16, 32, 48, 64), attn_blocks=((), (), (), (0,)), num_heads=2, img_size=64))); '
+            'print(sorted({m.split(".")[0] for m in sys.modules} & {"mmcv", "mmdet", "mmseg"}))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == '[]'
