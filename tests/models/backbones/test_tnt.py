@@ -255,11 +255,31 @@ def test_converter(official, tiny_official):
     assert timm_converted.keys() == TNT.convert_checkpoint(tiny_official).keys()
 
 
-def test_timm_legacy_layout_is_refused(tiny_official):
-    legacy = to_timm(tiny_official)
-    legacy = {k: v for k, v in legacy.items() if '.norm2_proj.' not in k}
+def test_timm_model_weights_give_timm_outputs():
+    """timm's own (non-legacy) TNT, a second implementation of the official maths: its state dict loads through
+    the converter and our blocks and final norm reproduce its intermediates; its legacy model is refused."""
+    from timm.models.tnt import TNT as TimmTNT
+    arch = dict(embed_dim=32, inner_dim=8, depth=2, num_heads_outer=2, num_heads_inner=2)  # timm: inner MLP x4
+    torch.manual_seed(0)
+    reference = TimmTNT(img_size=(64, 96), num_classes=5, **arch).eval()
+    with torch.no_grad():
+        for param in reference.parameters():
+            param.add_(0.2 * torch.randn_like(param))  # beyond the init (LN weights 1, biases 0)
+    model = TNT(arch=dict(embed_dims=32, inner_dims=8, depth=2, num_heads=2, inner_heads=2),
+                pretrain_img_size=(64, 96))
+    report = load_pretrained(model, reference.state_dict())
+    assert not report.missing and not report.unexpected
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        final, (block0, block1) = reference.forward_intermediates(x, indices=[0, 1])
+        ours = model.eval().forward_intermediates(x, block_indices=[0, 1])
+    torch.testing.assert_close(ours['block0'], block0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours['block1'], block1, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours['feature'], tnt_module._tokens_to_map(final[:, 1:], (4, 6)), rtol=1e-5,
+                               atol=1e-5)
+    legacy = TimmTNT(img_size=(64, 96), legacy=True, **arch)
     with pytest.raises(CheckpointError, match='legacy'):
-        load_pretrained(build_tiny(), legacy)
+        load_pretrained(build_tiny(), legacy.state_dict())
 
 
 def test_checkpoint_errors():
