@@ -81,14 +81,14 @@ else
     mmcv_ok || die "mmcv 2.1.0 imports but its compiled ops do not work (delete $WHEEL_DIR and re-run)"
 fi
 
-say "installing mmengine, mmdet, mmsegmentation, timm, pycocotools, test tools"
+say "installing mmengine, mmdet, mmsegmentation, timm, pycocotools, test tools (pytest; onnx + onnxruntime for the export)"
 "${PIP[@]}" install -q "mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2" ftfy regex \
-    "timm>=1.0,<1.1" pycocotools "pytest>=7" tqdm
+    "timm>=1.0,<1.1" pycocotools "pytest>=7" tqdm onnx onnxruntime
 say "installing mmvit_backbones (editable)"
 "${PIP[@]}" install -q --no-build-isolation --no-deps -e "$ROOT"
 
 "$PY" - <<'PY' || die "final import check failed"
-import torch, mmcv, mmengine, mmdet, mmseg, timm
+import torch, mmcv, mmengine, mmdet, mmseg, timm, onnx, onnxruntime
 import mmdet.models, mmseg.models, mmvit_backbones
 from mmcv.ops import nms
 print(f'torch {torch.__version__}, mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, '
