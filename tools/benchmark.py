@@ -237,7 +237,8 @@ def _measure(spec: str, size: Size2d, batch: int, mode: str, args, naive: bool) 
     model = _build(spec).to(device)
     x = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
     runner = Runner(model, x, mode, args.amp)
-    result = dict(gemm_gflops=gemm_gflops(device, AMP_DTYPES[args.amp] or torch.float32), threads=torch.get_num_threads())
+    # the ceiling, measured right before the model in the same process (and under the same load)
+    result = dict(gemm_gflops=gemm_gflops(device, AMP_DTYPES[args.amp] or torch.float32))
     with naive_attention_mode(naive):
         if args.compare_naive:  # before any training step changes the weights
             # numpy, not tensors: torch shares tensors through file descriptors that die with this process
@@ -421,6 +422,7 @@ def main() -> None:
                     notes.append(f'{spec} {mode}: graph break x{n}: {reason[:200]}')
                 notes.append(f"{spec} {size[0]}x{size[1]} {mode}: first compiled call {comp['compile_seconds']:.0f} s")
         rows.append(row)
+        tqdm.write('| ' + ' | '.join(row) + ' |', file=sys.stderr)  # progress: each row as soon as it is measured
 
     print(f'\n{machine_line(args, gemm)}; {args.iters} timed iterations (median) after {args.warmup} warm-up')
     if args.markdown:
