@@ -1,6 +1,8 @@
-# Cascade Mask R-CNN + GC ViT-B, 3x: the recipe of cascade_maskrcnn_gcvit_t_3x.py (only the tiny config was
-# released officially; NVlabs/GCVit detection/README reports 52.9 box AP / 45.8 mask AP for this model).
-# Drop path 0.3, as Swin-S/B in their Cascade recipe (the official S/B detection settings were not released).
+# Cascade Mask R-CNN + GC ViT-B, 3x: the recipe of cascade_maskrcnn_gcvit_t_3x.py (only the tiny configs were
+# released: NVlabs/GCVit detection/configs/gcvit/; detection/README reports 52.9 box AP / 45.8 mask AP for this model).
+# Drop path 0.3: unpublished for GC ViT-B; the value of Swin-B in Swin's Cascade 3x recipe, which GC ViT's detection
+# configs copy (Swin-Transformer-Object-Detection @c7b2011 configs/swin/cascade_mask_rcnn_swin_base_patch4_window7_
+# mstrain_480-800_giou_4conv1f_adamw_3x_coco.py:14). GC ViT-B was pretrained with 0.5.
 _base_ = ['./cascade_maskrcnn_gcvit_t_3x.py']
 pretrained = 'checkpoints/gcvit_1k_base.pth.tar'
 model = dict(

@@ -1,6 +1,11 @@
-# Cascade Mask R-CNN + PyramidTNT-S, 3x schedule with multi-scale training (AdamW 1e-4, wd 0.05, steps 27/33).
+# Cascade Mask R-CNN + PyramidTNT-S, 3x schedule with multi-scale training: the paper's instance-segmentation recipe
+# (arXiv 2201.00978, COCO section: 36 epochs, steps at 27/33, AdamW 1e-4, wd 0.05, batch 16) in Swin's Cascade 3x
+# recipe, which the authors point users to (Efficient-AI-Backbones#89; SwinTransformer/Swin-Transformer-Object-
+# Detection @c7b2011 configs/swin/cascade_mask_rcnn_swin_tiny_patch4_window7_mstrain_480-800_giou_4conv1f_adamw_3x_
+# coco.py): 4conv1fc box heads with SyncBN and GIoU loss, DETR-style multi-scale training, warm-up 500, drop path 0.2
+# (Swin-T's). Swin trained with fp16; here fp32.
 _base_ = [
-    'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
+    './_base_/models/cascade_mask_rcnn_4conv1fc_giou.py',
     './_base_/datasets/coco_instance_ms.py',
     './_base_/schedules/adamw_3x.py',
     'mmdet::_base_/default_runtime.py',
@@ -18,6 +23,7 @@ model = dict(
         norm_eval=True,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[128, 256, 512, 512]))
+sync_bn = 'torch'  # the new BatchNorms of the x2 adapters learn: synchronised over the GPUs (2 images per GPU)
 optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={
         'outer_pos': dict(decay_mult=0.0), 'inner_pos': dict(decay_mult=0.0), 'relative_pos': dict(decay_mult=0.0)

@@ -1,7 +1,11 @@
-# Cascade Mask R-CNN + Shunted-S, 3x schedule with multi-scale training (PVTv2's 3x recipe, which the Shunted
-# authors followed: AdamW lr 1e-4, weight decay 0.05 with no decay on norms, steps at 27/33).
+# Cascade Mask R-CNN + Shunted-S, 3x schedule with multi-scale training. Shunted released no detection code; its
+# authors followed PVTv2's detection recipes (OliverRensu/Shunted-Transformer#17), here whai362/PVT @57e2dfa
+# detection/configs/cascade_mask_rcnn_pvt_v2_b2_fpn_3x_mstrain_fp16.py: 4conv1fc box heads with SyncBN and GIoU loss
+# (shared base), DETR-style multi-scale augmentation, AdamW lr 1e-4, weight decay 0.05 with norms exempt, 36 epochs
+# with steps at 27/33, warm-up 500, batch 16, drop path 0.1 (pvt_v2.py:365). PVTv2 trained this one with fp16; here
+# fp32.
 _base_ = [
-    'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
+    './_base_/models/cascade_mask_rcnn_4conv1fc_giou.py',
     './_base_/datasets/coco_instance_ms.py',
     './_base_/schedules/adamw_3x.py',
     'mmdet::_base_/default_runtime.py',
@@ -13,7 +17,7 @@ model = dict(
         _delete_=True,
         type='ShuntedTransformer',
         arch='s',
-        drop_path_rate=0.2,
+        drop_path_rate=0.1,
         out_indices=(0, 1, 2, 3),
         norm_eval=True,
         with_cp=False,

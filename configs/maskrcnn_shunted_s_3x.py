@@ -1,6 +1,8 @@
-# Mask R-CNN + Shunted-S, 3x schedule with multi-scale training: PVTv2's 3x recipe, which the Shunted authors
-# followed (upstream issue #17; PVT `mask_rcnn_pvt_v2_b2_fpn_3x_mstrain.py`: DETR-style multi-scale augmentation,
-# AdamW lr 1e-4, weight decay 0.05 with no decay on norms, 36 epochs, steps at 27/33).
+# Mask R-CNN + Shunted-S, 3x schedule with multi-scale training. Shunted released no detection code; its authors
+# followed PVTv2's detection recipes (OliverRensu/Shunted-Transformer#17), here whai362/PVT @57e2dfa detection/configs/
+# mask_rcnn_pvt_v2_b2_fpn_3x_mstrain.py: DETR-style multi-scale augmentation (short side 480..800, as the Shunted
+# paper states), AdamW lr 1e-4, weight decay 0.05 with norms exempt, 36 epochs with steps at 27/33, warm-up 500,
+# batch 16, drop path 0.1 (PVTv2's detection backbones hard-code it; pvt_v2.py:365).
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     './_base_/datasets/coco_instance_ms.py',
@@ -14,7 +16,7 @@ model = dict(
         _delete_=True,
         type='ShuntedTransformer',
         arch='s',
-        drop_path_rate=0.2,
+        drop_path_rate=0.1,
         out_indices=(0, 1, 2, 3),
         norm_eval=True,
         with_cp=False,

@@ -1,5 +1,8 @@
-# Mask R-CNN + DINO ViT-S/16, 3x schedule with multi-scale training (36 epochs, steps at 27/33, AdamW 1e-4,
-# wd 0.05, batch 16; layer-wise lr decay 0.75 and drop path 0.1 as iBOT's ViT-S/16 3x config).
+# Mask R-CNN + DINO ViT-S/16, 3x schedule with multi-scale training. DINO's authors ran no COCO experiments: this
+# borrows iBOT's ViT-S/16 Cascade 3x config file (bytedance/ibot @da316d8
+# evaluation/object_detection/configs/cascade_rcnn/vit_small_giou_4conv1f_coco_3x.py: AdamW 1e-4, wd 0.05,
+# layer-wise lr decay 0.75, drop path 0.1, DETR-style multi-scale training, 36 epochs with steps at 27/33, warm-up
+# 500, batch 16) with Mask R-CNN's default heads. iBOT trained with fp16; here fp32. No official number.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     './_base_/datasets/coco_instance_ms.py',
@@ -20,6 +23,9 @@ model = dict(
     neck=dict(in_channels=[96, 192, 384, 384]))
 optim_wrapper = dict(
     constructor='LayerwiseDecayOptimWrapperConstructor',
+    # iBOT's layer-decay constructor exempts biases and 1-D parameters (norms); it meant to exempt pos_embed and
+    # cls_token too (its name test never matches `backbone.pos_embed`, so they were decayed): exempt here
     paramwise_cfg=dict(
         layer_decay_rate=0.75,
+        bias_decay_mult=0.0,
         custom_keys={'pos_embed': dict(decay_mult=0.0), 'cls_token': dict(decay_mult=0.0)}))

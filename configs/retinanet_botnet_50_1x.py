@@ -14,13 +14,17 @@ model = dict(
         _delete_=True,
         type='BoTNet',
         arch='50',
-        out_indices=(0, 1, 2, 3),
+        out_indices=(1, 2, 3),  # strides 8/16/32: the levels FPN reads
         frozen_stages=1,
         # frozen BN as mmdet's ResNet (the BN after each new MHSA has no pretrained statistics and still learns)
         norm_cfg=dict(type='BN', requires_grad=False),
         norm_eval=True,
         init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')),
-    neck=dict(in_channels=[256, 512, 1024, 2048]))
+    # mmdet's R-50 RetinaNet spells the same neck as start_level=1 over four levels
+    neck=dict(in_channels=[512, 1024, 2048], start_level=0, add_extra_convs='on_input', num_outs=5))
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0001),
     paramwise_cfg=dict(custom_keys={'height_rel': dict(decay_mult=0.0), 'width_rel': dict(decay_mult=0.0)}))
+# the new BatchNorm after each MHSA learns from scratch: synchronised over the GPUs (2 images per GPU), where
+# mmdet's R-50 recipe has only frozen BatchNorms
+sync_bn = 'torch'

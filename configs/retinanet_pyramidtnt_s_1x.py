@@ -1,5 +1,9 @@
-# RetinaNet + PyramidTNT-S, 1x schedule on COCO: the PyramidTNT paper's detection recipe
-# (AdamW 1e-4, wd 0.05, 12 epochs with steps at 8/11, 1333x800, batch 16 in total). Paper: 42.0 box AP.
+# RetinaNet + PyramidTNT-S, 1x schedule on COCO: the PyramidTNT paper's detection recipe (arXiv 2201.00978, COCO
+# section: AdamW 1e-4, wd 0.05, 12 epochs with steps at 8/11, 1333x800, 2 images per GPU; batch 16 in total).
+# Paper: 42.0 box AP. What the paper leaves open comes from Swin's detection code, which the authors point users to
+# (huawei-noah/Efficient-AI-Backbones#89; SwinTransformer/Swin-Transformer-Object-Detection @c7b2011): warm-up 500
+# iterations, norms exempt from decay; drop path 0.1 = PyramidTNT-S's ImageNet value and Swin-T's in Swin's 1x
+# recipe. No official detection code exists.
 _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py',
     'mmdet::_base_/datasets/coco_detection.py',
@@ -17,10 +21,14 @@ model = dict(
         type='PyramidTNT',
         arch='s',
         drop_path_rate=0.1,
-        out_indices=(0, 1, 2, 3),
+        # strides 8/16/32 only: FPN never reads stride 4, whose x2 adapter would get no gradient (DDP error)
+        out_indices=(1, 2, 3),
         norm_eval=True,  # the stem's BatchNorm keeps its ImageNet statistics (2 images per GPU)
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    neck=dict(in_channels=[128, 256, 512, 512]))
+    # P3-P5 from the three levels, P6/P7 by stride-2 convs on the stride-32 map (mmdet's RetinaNet R-50/Swin neck)
+    neck=dict(in_channels=[256, 512, 512], start_level=0, add_extra_convs='on_input', num_outs=5))
+# the new BatchNorms of the x2 adapters learn: synchronise them over the GPUs (2 images per GPU)
+sync_bn = 'torch'
 optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={
         'outer_pos': dict(decay_mult=0.0), 'inner_pos': dict(decay_mult=0.0), 'relative_pos': dict(decay_mult=0.0)

@@ -1,6 +1,8 @@
 # UPerNet + BoT50 on ADE20K, 512x512 crops, 160k iterations: mmseg's UPerNet R-50 recipe (SGD 0.01, momentum 0.9,
 # wd 5e-4, poly decay with power 0.9 to 1e-4, SyncBN trained everywhere, batch 16 = 4 GPUs x 4 images).
 # The paper reports no segmentation result. The relative-position tables are laid out for the 512x512 crops.
+# Difference: mmseg's recipe uses ResNetV1c (deep stem, open-mmlab://resnet50_v1c); BoT50 keeps ResNet-50's 7x7 stem
+# and starts from torchvision's ResNet-50. The MHSA layers start untrained (no ImageNet BoT50 weights exist).
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py',
     'mmseg::_base_/datasets/ade20k.py',

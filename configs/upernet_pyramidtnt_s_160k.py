@@ -1,4 +1,8 @@
-# UPerNet + PyramidTNT-S on ADE20K, 512x512 crops, 160k iterations (mmseg's AdamW/poly transformer recipe).
+# UPerNet + PyramidTNT-S on ADE20K, 512x512 crops, 160k iterations. PyramidTNT published no segmentation recipe or
+# result: this borrows Swin's UPerNet recipe as mmseg ships it (configs/_base_/schedules/adamw_160k.py: AdamW 6e-5,
+# wd 0.01, warm-up 1500, poly; batch 16; SyncBN heads, auxiliary FCN head on level 2), as its detection configs
+# borrow Swin's detection code. Drop path 0.1 = PyramidTNT-S's ImageNet value (Swin's UPerNet uses 0.3 with Swin-T,
+# pretrained at 0.2). No official number.
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py',
     'mmseg::_base_/datasets/ade20k.py',
@@ -27,3 +31,5 @@ optim_wrapper = dict(
     }))
 # 2 images per GPU x 8 GPUs
 train_dataloader = dict(batch_size=2)
+# the stem's and the x2 adapters' BatchNorms learn (norm_eval=False): synchronised over the GPUs, as the heads' SyncBN
+sync_bn = 'torch'

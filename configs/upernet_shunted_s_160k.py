@@ -1,4 +1,8 @@
-# UPerNet + Shunted-S on ADE20K, 512x512 crops, 160k iterations (mmseg's AdamW/poly transformer recipe).
+# UPerNet + Shunted-S on ADE20K, 512x512 crops, 160k iterations: the Shunted paper's segmentation recipe (arXiv
+# 2111.15193 Sec. 4.3: UperNet, 160k iterations, AdamW lr 6e-5, 1500 warm-up iterations, as Swin) completed by Swin's
+# UPerNet recipe as mmseg ships it (configs/_base_/schedules/adamw_160k.py: wd 0.01, poly; batch 16; SyncBN heads,
+# auxiliary FCN head on level 2). Drop path 0.1: not stated by the paper (Swin's UPerNet uses 0.3, Shunted-S was
+# pretrained with 0.2). No code was released; the paper's UperNet number could not be verified (README "Recipes").
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py',
     'mmseg::_base_/datasets/ade20k.py',
@@ -24,3 +28,4 @@ model = dict(
     auxiliary_head=dict(in_channels=256, num_classes=150, norm_cfg=norm_cfg))
 # 2 images per GPU x 8 GPUs
 train_dataloader = dict(batch_size=2)
+sync_bn = 'torch'  # the stem's BatchNorms learn (norm_eval=False): synchronised over the GPUs, as the heads' SyncBN

@@ -1,8 +1,11 @@
-# UPerNet + T2T-ViT-14 on ADE20K, 512x512 crops, 160k iterations. Optimiser as the plain-ViT-S UPerNet recipe
-# (AdamW 3e-5, wd 0.05, layer-wise lr decay 0.9, poly with 1500 warm-up iterations); simple feature pyramid on the
-# last block after the final norm. The authors published no segmentation results (no official number).
+# UPerNet + T2T-ViT-14 on ADE20K, 512x512 crops, 160k iterations. T2T-ViT published no segmentation recipe or result:
+# this borrows iBOT's plain-ViT-S/16 UPerNet recipe (bytedance/ibot @da316d8 evaluation/semantic_segmentation/configs/
+# upernet/vit_small_512_ade20k_160k.py with evaluation/README.md:93-96: AdamW 3e-5, wd 0.05, layer-wise lr decay 0.9
+# over the 14 blocks, linear warm-up 1500 from 1e-6 then poly 1.0, drop path 0.1, features after the final norm,
+# decode head 384 channels, sliding-window test 512 / stride 341, batch 16). The pyramid is ViTDet's simple feature
+# pyramid from the last block. No official number.
 _base_ = [
-    'mmseg::_base_/models/upernet_r50.py',
+    './_base_/models/upernet_slide_512.py',
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     './_base_/schedules/adamw_160k.py',
@@ -21,13 +24,16 @@ model = dict(
         drop_path_rate=0.1,
         out_indices=(0, 1, 2, 3),
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    decode_head=dict(in_channels=[96, 192, 384, 384], num_classes=150, norm_cfg=norm_cfg),
+    decode_head=dict(in_channels=[96, 192, 384, 384], channels=384, num_classes=150, norm_cfg=norm_cfg),
     auxiliary_head=dict(in_channels=384, num_classes=150, norm_cfg=norm_cfg))
 optim_wrapper = dict(
     constructor='LayerwiseDecayOptimWrapperConstructor',
     optimizer=dict(lr=3e-05, weight_decay=0.05),
+    # iBOT's layer-decay constructor exempts biases and 1-D parameters (norms); it meant to exempt pos_embed and
+    # cls_token too (its name test never matches `backbone.pos_embed`, so they were decayed): exempt here
     paramwise_cfg=dict(
         layer_decay_rate=0.9,
+        bias_decay_mult=0.0,
         custom_keys={'pos_embed': dict(decay_mult=0.0), 'cls_token': dict(decay_mult=0.0)}))
 # 2 images per GPU x 8 GPUs
 train_dataloader = dict(batch_size=2)
