@@ -177,12 +177,7 @@ class PlainViT(PyramidBackbone):
                      drop_path=rates[i], norm_eps=float(settings.get('norm_eps', 1e-6)),
                      window_size=window_size if i in window_block_indexes else 0) for i in range(num_blocks)])
         self.norm = nn.LayerNorm(dim, eps=float(settings.get('norm_eps', 1e-6))) if final_norm else None
-        self.pyramid = SimpleFeaturePyramid(dim)
-        # Branches of levels that are not returned would hold parameters without gradients (DDP errors): drop them.
-        if 0 not in self.out_indices:
-            self.pyramid.up4 = nn.Identity()
-        if 1 not in self.out_indices:
-            self.pyramid.up2 = nn.Identity()
+        self.pyramid = SimpleFeaturePyramid(dim, levels=self.out_indices)  # branches of returned levels only
         self.out_channels: Tuple[int, ...] = self.pyramid.out_channels
 
         self._pos_cache = SizeCache()
@@ -225,6 +220,8 @@ class PlainViT(PyramidBackbone):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)
+        if x.shape[0] == 0:
+            return self.empty_outputs(x)
         h, w = x.shape[-2:]
         tokens, (gh, gw) = self.embed(x)
         for block in self.blocks:

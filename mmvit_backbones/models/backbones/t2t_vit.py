@@ -302,7 +302,8 @@ class T2TViT(PyramidBackbone):
             ViTBlock(embed_dims, num_heads, s['mlp_ratio'], s.get('qkv_bias', False), rates[i], norm_eps=1e-5,
                      window_size=window_size if i in window_block_indexes else 0) for i in range(num_blocks))
         self.norm = nn.LayerNorm(embed_dims) if final_norm else None
-        self.pyramid = SimpleFeaturePyramid(embed_dims, (token_dims, token_dims) if use_t2t_fine_maps else ())
+        self.pyramid = SimpleFeaturePyramid(embed_dims, (token_dims, token_dims) if use_t2t_fine_maps else (),
+                                            levels=self.out_indices)  # branches of returned levels only
         self.out_channels: Tuple[int, ...] = tuple(self.pyramid.out_channels)
         self.num_layers = num_blocks
         # stage s holds blocks [bounds[s], bounds[s + 1])

@@ -1,5 +1,5 @@
 """Adapters that turn a backbone's native feature maps into the stride 4/8/16/32 pyramid detectors expect."""
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -31,19 +31,27 @@ class SimpleFeaturePyramid(nn.Module):
     The 1x1/3x3 projections to a common width are the neck's job (FPN in the shipped configs).
     ``fine_maps`` lets a backbone supply its own stride-4/8 maps instead (T2T-ViT's soft-split tokens): they are
     projected to the same widths by a 1x1 conv + LN.
+    Only the branches of ``levels`` (the backbone's ``out_indices``) are built: a branch whose level is never returned
+    would hold parameters without gradients, which DDP (``find_unused_parameters=False``) rejects.
     """
 
-    def __init__(self, dim: int, fine_channels: Sequence[int] = ()):
+    def __init__(self, dim: int, fine_channels: Sequence[int] = (), levels: Sequence[int] = (0, 1, 2, 3)):
         super().__init__()
         self.out_channels: Tuple[int, ...] = (dim // 4, dim // 2, dim, dim)
+        self.up4: Optional[nn.Module] = None
+        self.up2: Optional[nn.Module] = None
         if fine_channels:
-            self.up4 = nn.Sequential(nn.Conv2d(fine_channels[0], dim // 4, 1, bias=False), LayerNorm2d(dim // 4))
-            self.up2 = nn.Sequential(nn.Conv2d(fine_channels[1], dim // 2, 1, bias=False), LayerNorm2d(dim // 2))
+            if 0 in levels:
+                self.up4 = nn.Sequential(nn.Conv2d(fine_channels[0], dim // 4, 1, bias=False), LayerNorm2d(dim // 4))
+            if 1 in levels:
+                self.up2 = nn.Sequential(nn.Conv2d(fine_channels[1], dim // 2, 1, bias=False), LayerNorm2d(dim // 2))
         else:
-            self.up4 = nn.Sequential(
-                nn.ConvTranspose2d(dim, dim // 2, 2, stride=2), LayerNorm2d(dim // 2), nn.GELU(),
-                nn.ConvTranspose2d(dim // 2, dim // 4, 2, stride=2))
-            self.up2 = nn.ConvTranspose2d(dim, dim // 2, 2, stride=2)
+            if 0 in levels:
+                self.up4 = nn.Sequential(
+                    nn.ConvTranspose2d(dim, dim // 2, 2, stride=2), LayerNorm2d(dim // 2), nn.GELU(),
+                    nn.ConvTranspose2d(dim // 2, dim // 4, 2, stride=2))
+            if 1 in levels:
+                self.up2 = nn.ConvTranspose2d(dim, dim // 2, 2, stride=2)
         self.uses_fine_maps = bool(fine_channels)
 
     def forward(self, x: torch.Tensor, fine_maps: Sequence[torch.Tensor] = (),
@@ -51,10 +59,12 @@ class SimpleFeaturePyramid(nn.Module):
         """x: (B, dim, H/16, W/16); returns the requested ``levels`` (0: stride 4 ... 3: stride 32)."""
         outs = []
         for level in levels:
-            if level == 0:
-                outs.append(self.up4(fine_maps[0] if self.uses_fine_maps else x))
-            elif level == 1:
-                outs.append(self.up2(fine_maps[1] if self.uses_fine_maps else x))
+            if level in (0, 1):
+                branch = self.up4 if level == 0 else self.up2
+                if branch is None:
+                    raise ValueError(f'SimpleFeaturePyramid: level {level} was not built; pass it in `levels` when '
+                                     f'constructing the pyramid (the backbone\'s out_indices)')
+                outs.append(branch(fine_maps[level] if self.uses_fine_maps else x))
             elif level == 2:
                 outs.append(x)
             else:
