@@ -239,20 +239,31 @@ def compare_with_onnxruntime(model: nn.Module, path: str, shapes: Sequence[Tuple
 
 def measure_latency(model: nn.Module, path: str, shape: Tuple[int, ...], repeats: int = 3,
                     threads: Optional[int] = None) -> Dict[str, float]:
-    """Median seconds per forward of PyTorch (eager, no grad, same threads) and onnxruntime at ``shape``."""
+    """Seconds per forward of PyTorch (eager, no grad) and onnxruntime at ``shape``, both with ``threads`` threads
+    (default: torch's), median of ``repeats`` after a warm-up: wall-clock (``torch``, ``onnxruntime``) and CPU time
+    of the process (``torch_cpu``, ``onnxruntime_cpu``; with one thread the latency on an otherwise idle core, less
+    disturbed than the wall clock on a shared machine)."""
     x = torch.randn(*shape)
+    threads = threads or torch.get_num_threads()
     session = ort_session(path, threads)
     feed = {'input': x.numpy()}
 
-    def median(fn) -> float:
+    def medians(fn) -> Tuple[float, float]:
         fn()  # warm-up (caches, allocations)
-        times = []
+        wall, cpu = [], []
         for _ in range(repeats):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
-            times.append(time.perf_counter() - start)
-        return sorted(times)[len(times) // 2]
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+        return sorted(wall)[len(wall) // 2], sorted(cpu)[len(cpu) // 2]
 
-    with torch.no_grad():
-        torch_s = median(lambda: model(x))
-    return {'torch': torch_s, 'onnxruntime': median(lambda: session.run(None, feed))}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            torch_s, torch_cpu = medians(lambda: model(x))
+    finally:
+        torch.set_num_threads(previous)
+    ort_s, ort_cpu = medians(lambda: session.run(None, feed))
+    return {'torch': torch_s, 'onnxruntime': ort_s, 'torch_cpu': torch_cpu, 'onnxruntime_cpu': ort_cpu}

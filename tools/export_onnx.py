@@ -58,7 +58,8 @@ def parse_args(argv=None):
     parser.add_argument('--no-check', action='store_true', help='export only, no onnxruntime comparison')
     parser.add_argument('--latency', action='store_true',
                         help='also time PyTorch and onnxruntime at the export shape (median of --repeats runs)')
-    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--repeats', type=int, default=3, help='timed runs of each (default 3)')
+    parser.add_argument('--threads', type=int, help='threads of PyTorch and onnxruntime (default: torch\'s)')
     return parser.parse_args(argv)
 
 
@@ -138,9 +139,10 @@ def main(argv=None) -> int:
         print(f"onnxruntime vs PyTorch: {'MISMATCH' if failed else 'ok'} at {len(shapes)} input shape(s), "
               f'tolerance {args.rtol:g} x max|output|')
     if args.latency:
-        timing = measure_latency(model, args.out, (1, channels, h, w), repeats=args.repeats)
-        print(f"latency at {h}x{w}, batch 1, {torch.get_num_threads()} thread(s): PyTorch "
-              f"{timing['torch'] * 1e3:.0f} ms, onnxruntime {timing['onnxruntime'] * 1e3:.0f} ms")
+        timing = measure_latency(model, args.out, (1, channels, h, w), repeats=args.repeats, threads=args.threads)
+        print(f"latency at {h}x{w}, batch 1, {args.threads or torch.get_num_threads()} thread(s), median of "
+              f"{args.repeats}: PyTorch {timing['torch'] * 1e3:.0f} ms (CPU time {timing['torch_cpu'] * 1e3:.0f} ms), "
+              f"onnxruntime {timing['onnxruntime'] * 1e3:.0f} ms (CPU time {timing['onnxruntime_cpu'] * 1e3:.0f} ms)")
     return 1 if failed else 0
 
 

@@ -30,7 +30,8 @@ BACKBONES = sorted(name for name in mmvit_backbones.__all__
 # settings whose size-dependent code the small defaults do not reach at these sizes
 SPECIAL_CASES = {
     # the number of extra global-query pools changes with the input size (1 at 64x96, 2 at 93x115 for level 2)
-    'GCViT-window2': ('GCViT', dict(arch='xxt', window_size=2)),
+    'GCViT-window2': ('GCViT', dict(arch=dict(embed_dims=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8),
+                                              mlp_ratio=2), window_size=2)),
     # windowed attention with padded, masked windows; DINO's position-embedding rule at and off its pretraining grid
     'PlainViT-windows': ('PlainViT', dict(arch=dict(embed_dims=96, depth=3, num_heads=3), window_size=3,
                                           window_block_indexes=(0, 2), pretrain_img_size=64)),
@@ -83,7 +84,7 @@ def test_size_fixed_by_tracing_is_an_error(tmp_path):
 
 
 @pytest.mark.parametrize('config, small', [('configs/retinanet_shunted_s_1x.py', 'ShuntedTransformer'),
-                                           ('configs/upernet_gcvit_t_160k.py', 'GCViT')])
+                                           ('configs/upernet_vit_s_160k.py', 'PlainViT')])
 def test_export_tool_whole_model(config, small, tmp_path, capsys):
     """tools/export_onnx.py on a shipped detector/segmentor (small backbone, narrow neck/head): tensor mode exports
     and matches PyTorch at three shapes."""
