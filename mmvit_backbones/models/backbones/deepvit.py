@@ -72,6 +72,7 @@ from timm.layers import DropPath
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import Mlp, SimpleFeaturePyramid, SizeCache, ViTAttention
+from ..layers.traceable import is_exporting
 from .base import PyramidBackbone
 from .plain_vit import PlainViT, _resize_pos_embed_pre_hook
 
@@ -187,6 +188,8 @@ class ReAttention(ViTAttention):
                                                          self.token_count_invariant else 1.0)
         constant_term = per_entry * value_sum
 
+        if is_exporting():  # an ONNX graph cannot chunk by a traced size: one pass, the same values
+            return _mixed_attention(q, k, v, bias, mix, self.scale) + constant_term
         rows = max(1, REATTN_CHUNK_ELEMENTS // max(1, b * heads * nk))
         if nq <= rows:
             return _mixed_attention(q, k, v, bias, mix, self.scale) + constant_term
