@@ -6,7 +6,7 @@
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
-    './_base_/schedules/adamw_1x.py',
+    './_base_/schedules/ibot_vit_1x.py',
     'mmdet::_base_/default_runtime.py',
     './_base_/mmvit_imports.py',
 ]
@@ -21,11 +21,3 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[96, 192, 384, 384]))
-optim_wrapper = dict(
-    constructor='LayerwiseDecayOptimWrapperConstructor',
-    # iBOT's layer-decay constructor exempts biases and 1-D parameters (norms); it meant to exempt pos_embed and
-    # cls_token too (its name test never matches `backbone.pos_embed`, so they were decayed): exempt here
-    paramwise_cfg=dict(
-        layer_decay_rate=0.8,
-        bias_decay_mult=0.0,
-        custom_keys={'pos_embed': dict(decay_mult=0.0), 'cls_token': dict(decay_mult=0.0)}))

@@ -7,7 +7,7 @@
 _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py',
     'mmdet::_base_/datasets/coco_detection.py',
-    './_base_/schedules/adamw_1x.py',
+    './_base_/schedules/ibot_vit_1x.py',
     'mmdet::_base_/default_runtime.py',
     './_base_/mmvit_imports.py',
 ]
@@ -28,11 +28,3 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     # P3-P5 from the three levels, P6/P7 by stride-2 convs on the stride-32 map (mmdet's RetinaNet neck)
     neck=dict(in_channels=[192, 384, 384], start_level=0, add_extra_convs='on_input', num_outs=5))
-optim_wrapper = dict(
-    constructor='LayerwiseDecayOptimWrapperConstructor',
-    # iBOT's layer-decay constructor exempts biases and 1-D parameters (norms); it meant to exempt pos_embed and
-    # cls_token too (its name test never matches `backbone.pos_embed`, so they were decayed): exempt here
-    paramwise_cfg=dict(
-        layer_decay_rate=0.8,
-        bias_decay_mult=0.0,
-        custom_keys={'pos_embed': dict(decay_mult=0.0), 'cls_token': dict(decay_mult=0.0)}))

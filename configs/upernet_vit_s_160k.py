@@ -9,7 +9,7 @@ _base_ = [
     './_base_/models/upernet_slide_512.py',
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
-    './_base_/schedules/adamw_160k.py',
+    './_base_/schedules/ibot_vit_160k.py',
     './_base_/mmvit_imports.py',
 ]
 pretrained = 'checkpoints/dino_deitsmall16_pretrain.pth'
@@ -29,14 +29,5 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     decode_head=dict(in_channels=[96, 192, 384, 384], channels=384, num_classes=150, norm_cfg=norm_cfg),
     auxiliary_head=dict(in_channels=384, num_classes=150, norm_cfg=norm_cfg))
-optim_wrapper = dict(
-    constructor='LayerwiseDecayOptimWrapperConstructor',
-    optimizer=dict(lr=3e-05, weight_decay=0.05),
-    # iBOT's layer-decay constructor exempts biases and 1-D parameters (norms); it meant to exempt pos_embed and
-    # cls_token too (its name test never matches `backbone.pos_embed`, so they were decayed): exempt here
-    paramwise_cfg=dict(
-        layer_decay_rate=0.9,
-        bias_decay_mult=0.0,
-        custom_keys={'pos_embed': dict(decay_mult=0.0), 'cls_token': dict(decay_mult=0.0)}))
 # 2 images per GPU x 8 GPUs
 train_dataloader = dict(batch_size=2)
