@@ -1,6 +1,7 @@
 # Mask R-CNN + CSWin-B, 3x schedule with multi-scale training on COCO: maskrcnn_cswin_t_3x.py (Swin's official
-# Mask R-CNN 3x recipe; CSWin released no detection code) with the base backbone and drop path 0.3 (Swin-B's value in
-# that recipe; CSWin's is not published). Official (microsoft/CSWin-Transformer README): 50.8 box AP / 44.9 mask AP.
+# Mask R-CNN 3x recipe; CSWin released no detection code) with the base backbone and drop path 0.3 (Swin published no
+# Swin-B Mask R-CNN config; 0.3 is Swin-B's value in its Cascade 3x recipe; CSWin's is not published).
+# Official (microsoft/CSWin-Transformer README): 50.8 box AP / 44.9 mask AP.
 _base_ = ['./maskrcnn_cswin_t_3x.py']
 # https://github.com/microsoft/CSWin-Transformer/releases/download/v0.1.0/cswin_base_224.pth
 model = dict(
