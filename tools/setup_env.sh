@@ -11,7 +11,7 @@
 #     (`--no-build-isolation`, otherwise it silently builds without ops). The built wheel is cached
 #     under ~/.cache/mmvit_backbones keyed by the exact torch build, never reused across torch builds.
 #   * mmengine 0.10.7, mmdet 3.3.0, mmsegmentation 1.2.2 (+ its undeclared ftfy, regex), timm, pycocotools,
-#     and this project in editable mode.
+#     onnx + onnxruntime (tools/export_onnx.py and its tests), and this project in editable mode.
 # Environment knobs: VENV (default .venv), PYTHON (default python3), TORCH_SPEC, TORCHVISION_SPEC,
 # FORCE_CUDA=1 / TORCH_CUDA_ARCH_LIST for a CUDA build of mmcv, MAX_JOBS.
 set -euo pipefail
@@ -37,7 +37,8 @@ PIP=("$PY" -m pip --disable-pip-version-check)
 
 # Fast path: everything verified by an earlier run and the project sources unchanged.
 if [ -f "$STAMP" ] && "$PY" - <<'PY' 2>/dev/null
-import torch, torchvision, mmcv, mmcv.ops, mmengine, mmdet, mmseg, timm, pycocotools, mmvit_backbones
+import torch, torchvision, mmcv, mmcv.ops, mmengine, mmdet, mmseg, timm, pycocotools, onnx, onnxruntime
+import mmvit_backbones
 from mmcv.ops import nms  # compiled ops present and loadable against this torch
 PY
 then
