@@ -22,6 +22,7 @@ bicubic resize of the grid to the pretraining grid around every token-mixing ste
    which is where the mechanisms differ; at 224 the demo grid would fit into one window.
 """
 import argparse
+import os.path as osp
 import re
 import subprocess
 import sys
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 from mmvit_backbones.checkpoint import load_pretrained
 from mmvit_backbones.models.backbones import MLPMixer, ResMLP
 from mmvit_backbones.parity import official_state_dict
+from mmvit_backbones.synthetic_data import make_coco_shapes
 
 MODES = ('window', 'resample')
 
@@ -133,19 +135,23 @@ def drift(name: str, build, keys: List[list], image_seed: int = 0) -> Dict[str, 
     return result
 
 
-def detection(backbone: str, mode: str, args) -> Tuple[float, float, float]:
-    """One demo run; returns (bbox mAP, mAP@50, minutes)."""
+def start_detection(backbone: str, mode: str, args) -> subprocess.Popen:
+    """Start one demo run (RetinaNet + ``backbone`` with token mixing ``mode``) in a subprocess."""
     options = [f'model.backbone.type={backbone}', f'model.backbone.token_mixing={mode}',
                f'model.backbone.pretrain_img_size={args.pretrain_img_size}', f'randomness.seed={args.seed}']
     cmd = [sys.executable, 'tools/demo.py', '--epochs', str(args.epochs), '--num-train', str(args.num_train),
            '--num-val', str(args.num_val), '--data-root', args.data_root,
            '--work-dir', f'{args.work_dir}/{backbone}_{mode}', '--cfg-options'] + options
-    start = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_detection(proc: subprocess.Popen, backbone: str, mode: str, start: float) -> Tuple[float, float, float]:
+    """Wait for a demo run; returns (bbox mAP, mAP@50, minutes)."""
+    stdout, stderr = proc.communicate()
     minutes = (time.time() - start) / 60
-    found = re.search(r'COCO bbox mAP ([\d.]+) \(mAP@50 ([\d.]+)\)', proc.stdout)
+    found = re.search(r'COCO bbox mAP ([\d.]+) \(mAP@50 ([\d.]+)\)', stdout)
     if proc.returncode != 0 or not found:
-        raise RuntimeError(f'demo run failed ({backbone}, {mode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}')
+        raise RuntimeError(f'demo run failed ({backbone}, {mode}):\n{stdout[-2000:]}\n{stderr[-3000:]}')
     result = float(found.group(1)), float(found.group(2)), minutes
     print(f'{backbone} {mode:<8} RetinaNet demo: bbox mAP {result[0]:.3f}, mAP@50 {result[1]:.3f} '
           f'({minutes:.1f} min)', flush=True)
@@ -163,6 +169,7 @@ def main() -> None:
     parser.add_argument('--pretrain-img-size', type=int, default=64,
                         help='window (pretraining grid x 16 px) of the from-scratch demo models')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--parallel', action='store_true', help='run the two mechanisms\' demo runs at the same time')
     parser.add_argument('--data-root', default='data/coco_shapes')
     parser.add_argument('--work-dir', default='work_dirs/compare_mlp_any_size')
     args = parser.parse_args()
@@ -175,8 +182,19 @@ def main() -> None:
             drift('ResMLP-S24', lambda **kw: ResMLP(arch='24', **kw), resmlp_official_keys('24'))
     if not args.skip_detection:
         torch.set_grad_enabled(True)
+        if not osp.isfile(osp.join(args.data_root, 'annotations', 'instances_val2017.json')):
+            # written once here, so that parallel runs do not both write it (tools/demo.py's default data)
+            make_coco_shapes(args.data_root, num_train=args.num_train, num_val=args.num_val, size=(160, 192))
         for backbone in args.backbones:
-            results = {mode: detection(backbone, mode, args) for mode in MODES}
+            results = {}
+            if args.parallel:  # both runs at once (each gets its share of the CPUs)
+                start = time.time()
+                procs = {mode: start_detection(backbone, mode, args) for mode in MODES}
+                results = {mode: finish_detection(procs[mode], backbone, mode, start) for mode in MODES}
+            else:
+                for mode in MODES:
+                    start = time.time()
+                    results[mode] = finish_detection(start_detection(backbone, mode, args), backbone, mode, start)
             best = max(MODES, key=lambda m: results[m][0])
             print(f'{backbone}: {best} wins the detection comparison '
                   f'({results[best][0]:.3f} vs {min(r[0] for r in results.values()):.3f} bbox mAP)', flush=True)
