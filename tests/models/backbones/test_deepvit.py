@@ -361,9 +361,23 @@ def test_norm_eval():
     assert_norm_eval(build_tiny)  # the CNN stem's BNs (and var_norm, which never uses batch statistics anyway)
 
 
-@pytest.mark.parametrize('kwargs', [dict(), dict(window_size=3, window_block_indexes=(1, 2))])
-def test_with_cp_equivalent(kwargs):
+@pytest.mark.parametrize('kwargs', [dict(), dict(window_size=3, window_block_indexes=(1, 2)), dict(norm_eval=True)])
+def test_with_cp_equivalent(kwargs):  # norm_eval: the CNN stem is checkpointed too
     assert_with_cp_equivalent(clone_build(build_tiny, **kwargs))
+
+
+def test_stem_checkpointed_only_with_frozen_statistics(monkeypatch):
+    """with_cp recomputes the CNN stem only when its BatchNorms use running statistics (a training-mode BN would
+    update them twice)."""
+    calls = []
+    original = deepvit_module.torch_checkpoint.checkpoint
+    monkeypatch.setattr(deepvit_module.torch_checkpoint, 'checkpoint',
+                        lambda fn, *args, **kwargs: calls.append(fn) or original(fn, *args, **kwargs))
+    for norm_eval, expected in ((True, 1), (False, 0)):
+        calls.clear()
+        model = build_tiny(with_cp=True, norm_eval=norm_eval).train()
+        model(torch.randn(1, 3, 64, 64))
+        assert sum(getattr(fn, '__name__', '') == '_stride2_maps' for fn in calls) == expected
 
 
 def test_bad_inputs():
