@@ -23,7 +23,7 @@ from typing import Optional, Union
 import torch
 import torch.nn.functional as F
 
-Size = Union[int, torch.Tensor]  # a Python int in eager mode, a 0-d tensor / SymInt while tracing
+Size = Union[int, torch.Tensor]  # a Python int in eager mode, a 0-d tensor while tracing
 
 
 def is_exporting() -> bool:
