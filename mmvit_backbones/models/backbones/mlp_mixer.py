@@ -94,11 +94,12 @@ class AllMlpBackbone(PyramidBackbone):
     simple feature pyramid from a stride-16 map, stages, layer depth, the token-grid check of checkpoints.
 
     Subclasses build ``self.blocks`` (each ``block(x)`` on a (B, gh, gw, C) grid) and ``self.norm`` in their
-    ``__init__`` after calling :meth:`_build_common`, and name their token operator in ``token_param_suffixes``.
+    ``__init__`` after calling :meth:`_build_common`, and name in ``token_weight_name`` the block parameter whose
+    first dimension is the number of tokens (for the grid check of checkpoints).
     """
 
     new_param_prefixes = ('pyramid.', )
-    token_operator_name = ''  # attribute of a block holding the token operator (for the grid check on load)
+    token_weight_name = ''  # a block's parameter with one row per token of the pretraining grid
 
     def _build_common(self, dim: int, depth: int, patch_size: int, pretrain_img_size: Union[int, Sequence[int]],
                       token_mixing: str) -> None:
@@ -185,8 +186,7 @@ class AllMlpBackbone(PyramidBackbone):
     def _check_token_grid_on_load(module: 'AllMlpBackbone', state_dict: dict, prefix: str, *args) -> None:
         """A checkpoint whose token operator was trained on another grid (e.g. 384 px) cannot be reused in meaning
         by this model: say which grid it has and how to build the matching model."""
-        key = f'{prefix}blocks.0.{module.token_operator_name}.fc2.weight' \
-            if module.token_operator_name == 'mlp_tokens' else f'{prefix}blocks.0.{module.token_operator_name}.weight'
+        key = f'{prefix}blocks.0.{module.token_weight_name}'
         if key not in state_dict:
             return
         tokens = state_dict[key].shape[0]
@@ -234,7 +234,7 @@ class MLPMixer(AllMlpBackbone):
                     'https://storage.googleapis.com/mixer_models/imagenet21k/Mixer-B_16.npz (google-research/'
                     'vision_transformer README), or timm\'s converted https://github.com/rwightman/'
                     'pytorch-image-models/releases/download/v0.1-vitjx/jx_mixer_b16_224-76587d61.pth')
-    token_operator_name = 'mlp_tokens'
+    token_weight_name = 'mlp_tokens.fc2.weight'  # (N, tokens_mlp_dims)
 
     def __init__(self, arch: Union[str, dict] = 'b16', in_channels: int = 3,
                  pretrain_img_size: Union[int, Sequence[int]] = 224, token_mixing: str = 'window',

@@ -104,7 +104,7 @@ class ResMLP(AllMlpBackbone):
     weights_hint = ('official deit files https://dl.fbaipublicfiles.com/deit/resmlp_24_no_dist.pth (also '
                     'resmlp_{12,24,36}_{dist,no_dist}.pth, resmlp_{12,24}_dino.pth, resmlpB_24_{dist,no_dist,22k}.pth; '
                     'facebookresearch/deit README_resmlp.md) or timm\'s resmlp_*_224 files')
-    token_operator_name = 'linear_tokens'
+    token_weight_name = 'linear_tokens.weight'  # (N, N)
 
     def __init__(self, arch: Union[str, dict] = '24', in_channels: int = 3,
                  pretrain_img_size: Union[int, Sequence[int]] = 224, token_mixing: str = 'window',
