@@ -230,7 +230,7 @@ def test_shifted_windows_connect_windows():
 
 
 def test_resample_mode_is_raftmlp():
-    """RaftMLP: resize the grid to the pretraining grid, run the token sub-block there with its residual, resize back."""
+    """RaftMLP: resize the grid to the pretraining grid, run the token sub-block there (residual included), back."""
     _, op = _linear_operator(16)
     x = torch.randn(2, 6, 9, 3, dtype=torch.float64)
     out = mix_tokens(x, 'resample', (4, 4), False, lambda t: 2 * t, op, lambda t: 0.5 * t)
