@@ -111,7 +111,11 @@ def shrink_config(cfg: Config, data_root: str, scale: Tuple[int, int] = (160, 12
     if segmentation and cfg.model.get('data_preprocessor', {}).get('size') is not None:
         cfg.model.data_preprocessor.size = (int(scale[1] * 0.75), int(scale[0] * 0.75))
     if segmentation and 'test_cfg' in cfg.model and cfg.model.test_cfg.get('mode') == 'slide':
-        cfg.model.test_cfg = ConfigDict(mode='whole')
+        # keep the sliding window, sized as the training crops, with the config's overlap (iBOT: 512 / 341)
+        crop = (int(scale[1] * 0.75), int(scale[0] * 0.75))
+        overlap = [s / c for s, c in zip(cfg.model.test_cfg.stride, cfg.model.test_cfg.crop_size)]
+        cfg.model.test_cfg.crop_size = crop
+        cfg.model.test_cfg.stride = tuple(max(1, int(c * f)) for c, f in zip(crop, overlap))
     if not segmentation:
         _set_num_classes(cfg.model, len(SHAPE_CLASSES))
     backbone = cfg.model.backbone

@@ -1,10 +1,19 @@
-"""Every config shipped in configs/ builds and runs one training and one inference step (on a tiny input).
+"""Every config shipped in configs/ builds, trains one step as DDP requires, and runs one inference step.
 
 Parametrised over the folder, so each new config is covered automatically. The real pipelines, datasets,
 optimizer-wrapper constructors and models of the config run; only data, scale and pretrained weights change.
+
+The training step also checks what multi-GPU training needs and a single-GPU run would not notice:
+
+* every trainable backbone and neck parameter receives a gradient: DDP with mmengine's default
+  ``find_unused_parameters=False`` fails at the second iteration otherwise (e.g. a stride-4 branch built for a
+  RetinaNet whose FPN never reads it);
+* the levels the backbone returns are exactly what the neck (or the segmentation heads) consume: as many levels,
+  with the channels the neck expects, and none returned only to be ignored.
 """
 import glob
 import os.path as osp
+from typing import List, Sequence
 
 import pytest
 import torch
@@ -18,6 +27,51 @@ def test_configs_exist():
     for name in ('retinanet_pyramidtnt_s_1x.py', 'maskrcnn_pyramidtnt_s_1x.py', 'maskrcnn_pyramidtnt_s_3x.py',
                  'cascade_maskrcnn_pyramidtnt_s_3x.py', 'upernet_pyramidtnt_s_160k.py'):
         assert name in names
+
+
+def _consumed_channels(model) -> List[int]:
+    """Channels of each backbone level, in order, as the neck / segmentation heads read them (all levels)."""
+    neck = getattr(model, 'neck', None)
+    if neck is not None:
+        neck = neck[0] if isinstance(neck, torch.nn.Sequential) else neck
+        channels = list(neck.in_channels)
+        # mmdet's FPN reads levels [start_level, backbone_end_level): a level outside is computed for nothing
+        start, end = getattr(neck, 'start_level', 0), getattr(neck, 'backbone_end_level', len(channels))
+        assert (start, end) == (0, len(channels)), (
+            f'the neck reads backbone levels [{start}, {end}) of {len(channels)}: drop the others from out_indices '
+            f'and set start_level=0')
+        return channels
+    aux = getattr(model, 'auxiliary_head', None)
+    heads = [model.decode_head] + (list(aux) if isinstance(aux, torch.nn.ModuleList) else [aux] if aux else [])
+    by_level = {}
+    for head in heads:
+        index = head.in_index if isinstance(head.in_index, (list, tuple)) else [head.in_index]
+        channels = head.in_channels if isinstance(head.in_channels, (list, tuple)) else [head.in_channels]
+        for i, c in zip(index, channels):
+            assert by_level.setdefault(i, c) == c, f'heads disagree on the channels of level {i}'
+    assert sorted(by_level) == list(range(len(model.decode_head.in_channels))), (
+        f'the heads read levels {sorted(by_level)}')
+    return [by_level[i] for i in sorted(by_level)]
+
+
+def _check_levels(model, maps: Sequence[torch.Tensor]) -> None:
+    backbone = model.backbone
+    returned = [m.shape[1] for m in maps]
+    declared = [backbone.out_channels[i] for i in backbone.out_indices]
+    assert returned == declared, f'backbone returns {returned} channels, its out_channels say {declared}'
+    consumed = _consumed_channels(model)
+    assert returned == consumed, (
+        f'{type(backbone).__name__} returns {len(returned)} levels of {returned} channels; the neck/heads read '
+        f'{len(consumed)} levels of {consumed}')
+
+
+def _parameters_without_gradient(model) -> List[str]:
+    """Trainable backbone and neck parameters that no loss reached (``grad is None``)."""
+    parts = [('backbone', model.backbone)]
+    if getattr(model, 'neck', None) is not None:
+        parts.append(('neck', model.neck))
+    return [f'{prefix}.{name}' for prefix, part in parts for name, p in part.named_parameters()
+            if p.requires_grad and p.grad is None]
 
 
 @pytest.mark.parametrize('config', CONFIGS, ids=[osp.basename(c)[:-3] for c in CONFIGS])
@@ -42,9 +96,23 @@ def test_config_trains_and_infers_one_step(config, coco_shapes, ade_shapes):
     model.init_weights()
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     batch = next(iter(Runner.build_dataloader(cfg.train_dataloader)))
+
+    # what the backbone returns, and which parameters hold a gradient just before the optimizer step (the wrapper
+    # zeroes the gradients right after it)
+    maps, missing = [], []
+    hook = model.backbone.register_forward_hook(lambda module, args, out: maps.append(out))
+    step_hook = optim_wrapper.optimizer.register_step_pre_hook(
+        lambda optimizer, args, kwargs: missing.extend(_parameters_without_gradient(model)))
     model.train()
     losses = model.train_step(batch, optim_wrapper)
+    hook.remove()
+    step_hook.remove()
     assert losses and all(torch.isfinite(v).all() for v in losses.values()), losses
+    assert len(maps) == 1, 'the backbone ran more than once in a training step'
+    _check_levels(model, maps[0])
+    assert not missing, (f'{len(missing)} trainable parameters get no gradient (DDP with '
+                         f'find_unused_parameters=False fails): {missing[:8]}')
+
     model.eval()
     with torch.no_grad():
         results = model.test_step(next(iter(Runner.build_dataloader(cfg.test_dataloader))))
