@@ -172,3 +172,32 @@ def short_schedule(cfg: Config, epochs: Optional[int] = None, iters: Optional[in
     hooks.logger = ConfigDict(type='LoggerHook', interval=log_interval, log_metric_by_epoch=by_epoch)
     hooks.checkpoint = ConfigDict(type='CheckpointHook', by_epoch=by_epoch, interval=length, max_keep_ckpts=2)
     return cfg
+
+
+def narrow_detector(model: dict, width: int) -> None:
+    """Make the neck and every head ``width`` channels wide (one-stage, two-stage and cascade detectors alike).
+
+    The neck's output width is what RPN heads, RoI extractors and box/mask heads consume, so every
+    ``in_channels``/``feat_channels``/``out_channels`` equal to it after the neck is set to ``width``; the neck's input
+    widths (the backbone's levels) stay, and so do the heads' inner widths (convs, fcs) that differ from it.
+    """
+    neck = model.neck[-1] if isinstance(model.neck, list) else model.neck
+    neck_width = neck.out_channels
+    neck.out_channels = width
+
+    def narrow(node) -> None:
+        if isinstance(node, dict):
+            for key in ('in_channels', 'feat_channels', 'out_channels'):
+                if node.get(key) == neck_width:
+                    node[key] = width
+            if node.get('stacked_convs', 0) > 2:  # RetinaNet/FCOS-style towers: 2 convs suffice on the shapes
+                node['stacked_convs'] = 2
+            for value in node.values():
+                narrow(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                narrow(value)
+
+    for name, part in model.items():
+        if name not in ('backbone', 'neck', 'data_preprocessor'):
+            narrow(part)

@@ -64,8 +64,11 @@ def setup_distributed(cfg) -> None:
                          f'without a GPU run several processes with torchrun: bash tools/dist_train.sh CONFIG N')
     env_cfg = cfg.setdefault('env_cfg', {})
     env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
-    wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel')
-    wrapper['device_ids'] = None  # DDP of a CPU module takes no device ids
+    # mmengine's default wrapper, except that DDP of a CPU module takes no device ids
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
     sync_bn = cfg.get('sync_bn') is not None  # mmengine's switch that turns every BN into SyncBN
     cfg.sync_bn = None

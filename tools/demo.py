@@ -20,7 +20,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmvit_backbones  # noqa: F401
-from mmvit_backbones.cpu_configs import short_schedule, shrink_config
+from mmvit_backbones.cpu_configs import narrow_detector, short_schedule, shrink_config
 from mmvit_backbones.synthetic_data import make_coco_shapes
 
 DEMO_WIDTH = 64  # neck/head channels of the CPU-sized detector
@@ -38,15 +38,7 @@ def demo_config(config: str, data_root: str, work_dir: str, epochs: int, lr: flo
     cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
     cfg.optim_wrapper.optimizer.lr = lr  # from scratch rather than fine-tuning ImageNet weights
     cfg.optim_wrapper.clip_grad = dict(max_norm=10.0)
-    model = cfg.model
-    model.neck.out_channels = DEMO_WIDTH
-    for head_name in ('bbox_head', 'rpn_head'):
-        head = model.get(head_name)
-        if head is not None:
-            head.in_channels = DEMO_WIDTH
-            head.feat_channels = DEMO_WIDTH
-            if 'stacked_convs' in head:
-                head.stacked_convs = 2
+    narrow_detector(cfg.model, DEMO_WIDTH)
     cfg.work_dir = work_dir
     cfg.default_hooks.visualization = dict(type='DetVisualizationHook', draw=False)
     return cfg
@@ -67,6 +59,9 @@ def save_detections(runner: Runner, cfg: Config, data_root: str, out_file: str, 
     for image_path in sorted(glob.glob(osp.join(data_root, 'val2017', '*.jpg')))[:num_images]:
         result = inference_detector(model, image_path)
         result.pred_instances.bboxes *= upscale
+        if 'masks' in result.pred_instances:  # instance masks (Mask R-CNN, Cascade) enlarged with the image
+            masks = result.pred_instances.masks
+            result.pred_instances.masks = masks.repeat_interleave(upscale, -2).repeat_interleave(upscale, -1)
         image = mmcv.imrescale(mmcv.imread(image_path, channel_order='rgb'), upscale)
         visualizer.add_datasample('demo', image, data_sample=result, draw_gt=False, pred_score_thr=score_thr)
         panels.append(visualizer.get_image())

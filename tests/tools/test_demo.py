@@ -11,6 +11,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SWITCHES = [
     [],  # the default: RetinaNet + PyramidTNT
     ['--config', 'configs/retinanet_gcvit_t_1x.py'],
+    ['--config', 'configs/maskrcnn_gcvit_t_1x.py'],  # two-stage: RPN + RoI heads narrowed with the neck
+    ['--config', 'configs/cascade_maskrcnn_shunted_s_3x.py'],  # cascade, 4conv1fc heads, multi-scale pipeline
     ['--cfg-options', 'model.backbone.type=GCViT'],
     ['--cfg-options', 'model.backbone.type=ShuntedTransformer'],
     ['--cfg-options', 'model.backbone.type=T2TViT'],

@@ -458,6 +458,8 @@ class BoTNet(PyramidBackbone):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """x: (B, C, H, W) -> maps (B, C_i, ceil(H / 2**(i+2)), ceil(W / 2**(i+2))) for i in out_indices."""
         self.check_input(x)
+        if x.shape[0] == 0:
+            return self.empty_outputs(x)
         x = self.stem(x.contiguous(memory_format=torch.channels_last))  # (B, C_stem, ceil(H/4), ceil(W/4))
         levels = {}
         for i, stage in enumerate(self.stages[:max(self.out_indices) + 1]):

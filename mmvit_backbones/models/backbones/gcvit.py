@@ -440,6 +440,8 @@ class GCViT(PyramidBackbone):
     # ------------------------------------------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)
+        if x.shape[0] == 0:
+            return self.empty_outputs(x)
         maps = self.forward_levels(x)
         return tuple(getattr(self, f'norm{i}')(maps[i]).permute(0, 3, 1, 2).contiguous() for i in self.out_indices)
 

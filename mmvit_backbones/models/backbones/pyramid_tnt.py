@@ -360,6 +360,8 @@ class PyramidTNT(PyramidBackbone):
             raise ValueError(f'PyramidTNT: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
         self.depths, self.sr_ratios = depths, s['sr_ratios']
         self.native_strides = bool(native_strides)
+        if self.native_strides:
+            self.level_strides = (8, 16, 32, 64)
         self.num_layers = sum(depths)
         self.out_channels: Tuple[int, ...] = tuple(outer_dims)
         # pad so that every spatial reduction pools whole sr x sr blocks (stage i grid = H / (8 * 2**i)): 32 by default
@@ -446,6 +448,8 @@ class PyramidTNT(PyramidBackbone):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)
+        if x.shape[0] == 0:
+            return self.empty_outputs(x)
         h, w = x.shape[-2:]
         div = self.pad_size_divisor
         x = F.pad(x, (0, -w % div, 0, -h % div))  # zero padding at the bottom/right (no-op for multiples of div)

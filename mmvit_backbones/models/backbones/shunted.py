@@ -312,6 +312,8 @@ class ShuntedTransformer(PyramidBackbone):
     # --------------------------------------------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)
+        if x.shape[0] == 0:
+            return self.empty_outputs(x)
         h, w = x.shape[-2:]
         # The stem's last conv (2x2/2, no padding) floors: pad to a multiple of 4 so level 0 is ceil(H/4) x ceil(W/4);
         # the later 3x3/2 pad-1 embeddings round up by themselves, so no crop is needed.

@@ -368,6 +368,8 @@ class T2TViT(PyramidBackbone):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)
+        if x.shape[0] == 0:
+            return self.empty_outputs(x)
         height, width = x.shape[-2:]
         feats = self.forward_intermediates(x)
         outs = self.pyramid(feats['feature'], fine_maps=(feats['stride4'], feats['stride8']),
