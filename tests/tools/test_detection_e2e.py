@@ -13,11 +13,11 @@ TINY_PYRAMIDTNT = dict(depths=[1, 1, 1, 1], outer_dims=[32, 64, 128, 128], inner
 
 
 def _tiny_retinanet_config(data_root: str, epochs: int) -> Config:
-    from mmvit_backbones.cpu_configs import set_neck_channels, short_schedule, shrink_config
+    from mmvit_backbones.cpu_configs import backbone_out_channels, set_neck_channels, short_schedule, shrink_config
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'retinanet_pyramidtnt_s_1x.py'))
     cfg = shrink_config(cfg, data_root, scale=(160, 128), batch_size=4)
     cfg.model.backbone.arch = TINY_PYRAMIDTNT
-    set_neck_channels(cfg, [32, 64, 128, 128])
+    set_neck_channels(cfg, backbone_out_channels(cfg.model.backbone))  # the levels the config returns (strides 8-32)
     cfg.model.neck.out_channels = 32
     cfg.model.bbox_head.update(in_channels=32, feat_channels=32, stacked_convs=1)
     cfg = short_schedule(cfg, epochs=epochs, warmup_iters=5, log_interval=1)
