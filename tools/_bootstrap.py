@@ -91,3 +91,12 @@ def _replace_sync_bn(node) -> bool:
         for value in node:
             found = _replace_sync_bn(value) or found
     return found
+
+
+def close_distributed() -> None:
+    """Leave the process group before the interpreter exits: gloo's threads torn down at exit can abort the process
+    ("terminate called without an active exception") after a successful run; mmengine never destroys the group."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

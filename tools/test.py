@@ -7,7 +7,7 @@
 import argparse
 import os.path as osp
 
-from _bootstrap import add_common_args, load_config
+from _bootstrap import add_common_args, close_distributed, load_config
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -56,6 +56,7 @@ def main(argv=None):
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     metrics = runner.test()
+    close_distributed()
     return metrics
 
 

@@ -9,7 +9,7 @@ without installing the package.
 """
 import argparse
 
-from _bootstrap import add_common_args, load_config
+from _bootstrap import add_common_args, close_distributed, load_config
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -54,6 +54,7 @@ def main(argv=None):
     cfg = build_config(args)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    close_distributed()
     return runner
 
 

@@ -37,6 +37,17 @@ def _env() -> dict:
     return env
 
 
+def _kill_processes_mentioning(text: str) -> None:
+    """SIGKILL every process whose command line contains ``text`` (here: the run's work dir)."""
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open(f'/proc/{pid}/cmdline', 'rb') as f:
+                if text.encode() in f.read():
+                    os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass  # ended meanwhile, or not ours to read
+
+
 def _write_config(backbone: str, data_root: str, path: str, epochs: int) -> str:
     cfg = Config.fromfile(CONFIG)
     cfg.model.backbone.type = backbone
@@ -86,7 +97,9 @@ def test_ddp_killed_after_checkpoint_resumes(coco_shapes, tmp_path):
     deadline = time.time() + 400
     while not osp.isfile(marker) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers, no chance to clean up
+    # the launcher and both workers (torchrun starts them in sessions of their own), no chance to clean up
+    os.killpg(proc.pid, signal.SIGKILL)
+    _kill_processes_mentioning(work)
     proc.wait()
     assert osp.isfile(marker), 'training ended or timed out before writing a checkpoint'
     with open(marker) as f:
