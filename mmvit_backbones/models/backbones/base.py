@@ -85,6 +85,27 @@ class PyramidBackbone(BaseModule):
                              f'{tuple(out_indices)!r}')
         return tuple(result)
 
+    @classmethod
+    def check_block_args(cls, depth: int, feature_block: int, window_size: int, window_block_indexes: Sequence[int],
+                         drop_path_rate: float) -> Tuple[int, Tuple[int, ...]]:
+        """Checks of the single-scale transformers' block arguments; returns (blocks built, window block indexes)."""
+        name = cls.__name__
+        if not isinstance(feature_block, int) or not -depth <= feature_block < depth:
+            raise ValueError(f'{name}: feature_block must be a block index in [{-depth}, {depth - 1}], '
+                             f'got {feature_block!r}')
+        num_blocks = feature_block % depth + 1
+        if not isinstance(window_size, int) or window_size < 0:
+            raise ValueError(f'{name}: window_size must be an int >= 0, got {window_size!r}')
+        window_block_indexes = tuple(window_block_indexes)
+        if window_block_indexes and not window_size:
+            raise ValueError(f'{name}: window_block_indexes {window_block_indexes} need a window_size > 0')
+        if any(not isinstance(i, int) or not 0 <= i < num_blocks for i in window_block_indexes):
+            raise ValueError(f'{name}: window_block_indexes must be block indices in [0, {num_blocks - 1}], '
+                             f'got {window_block_indexes}')
+        if not isinstance(drop_path_rate, (int, float)) or not 0 <= drop_path_rate < 1:
+            raise ValueError(f'{name}: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        return num_blocks, window_block_indexes
+
     def check_input(self, x: torch.Tensor) -> None:
         """Clear errors for inputs the backbone cannot process (instead of a shape error deep inside)."""
         if x.dim() != 4:

@@ -270,20 +270,8 @@ class T2TViT(PyramidBackbone):
                              f'(pyramid widths D/4, D/2)')
         if t2t_type not in ('performer', 'transformer'):
             raise ValueError(f"{name}: t2t_type must be 'performer' or 'transformer', got {t2t_type!r}")
-        if not isinstance(feature_block, int) or not -depth <= feature_block < depth:
-            raise ValueError(f'{name}: feature_block must be a block index in [{-depth}, {depth - 1}], '
-                             f'got {feature_block!r}')
-        num_blocks = feature_block % depth + 1
-        if not isinstance(window_size, int) or window_size < 0:
-            raise ValueError(f'{name}: window_size must be an int >= 0, got {window_size!r}')
-        window_block_indexes = tuple(window_block_indexes)
-        if window_block_indexes and not window_size:
-            raise ValueError(f'{name}: window_block_indexes {window_block_indexes} need a window_size > 0')
-        if any(not isinstance(i, int) or not 0 <= i < num_blocks for i in window_block_indexes):
-            raise ValueError(f'{name}: window_block_indexes must be block indices in [0, {num_blocks - 1}], '
-                             f'got {window_block_indexes}')
-        if not 0 <= drop_path_rate < 1:
-            raise ValueError(f'{name}: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        num_blocks, window_block_indexes = self.check_block_args(
+            depth, feature_block, window_size, window_block_indexes, drop_path_rate)
         img_size = (pretrain_img_size, ) * 2 if isinstance(pretrain_img_size, int) else tuple(pretrain_img_size)
         if len(img_size) != 2 or any(not isinstance(v, int) or v < self.patch_stride for v in img_size):
             raise ValueError(f'{name}: pretrain_img_size must be an int or (H, W) >= 16, got {pretrain_img_size!r}')
