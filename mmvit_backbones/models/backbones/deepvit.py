@@ -359,10 +359,7 @@ class DeepViT(PlainViT):
                          num_ref_tokens=self.num_ref_tokens, token_count_invariant=token_count_invariant)
             for i in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=norm_eps) if final_norm else None
-        self.pyramid = SimpleFeaturePyramid(dim)
-        # levels that are not returned: no deconvolutions (parameters without gradients make DDP fail)
-        self.pyramid.up4 = self.pyramid.up4 if 0 in self.out_indices else nn.Identity()
-        self.pyramid.up2 = self.pyramid.up2 if 1 in self.out_indices else nn.Identity()
+        self.pyramid = SimpleFeaturePyramid(dim, levels=self.out_indices)  # branches of returned levels only
         self.out_channels: Tuple[int, ...] = self.pyramid.out_channels
 
         self._pos_cache = SizeCache()

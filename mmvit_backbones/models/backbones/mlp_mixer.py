@@ -121,12 +121,7 @@ class AllMlpBackbone(PyramidBackbone):
         self.num_layers = depth
         self.stem = nn.Module()
         self.stem.proj = nn.Conv2d(self.in_channels, dim, kernel_size=patch_size, stride=patch_size)
-        self.pyramid = SimpleFeaturePyramid(dim)
-        # Branches of levels that are not returned would hold parameters without gradients (DDP errors): drop them.
-        if 0 not in self.out_indices:
-            self.pyramid.up4 = nn.Identity()
-        if 1 not in self.out_indices:
-            self.pyramid.up2 = nn.Identity()
+        self.pyramid = SimpleFeaturePyramid(dim, levels=self.out_indices)  # branches of returned levels only
         self.out_channels: Tuple[int, ...] = self.pyramid.out_channels
         self.register_load_state_dict_pre_hook(self._check_token_grid_on_load)
 

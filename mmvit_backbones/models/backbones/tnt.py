@@ -247,12 +247,9 @@ class TNT(PyramidBackbone):
                      window_size if i in window_block_indexes else 0) for i in range(num_blocks))
         self.norm = nn.LayerNorm(embed_dims, eps=NORM_EPS) if final_norm else None
         self.use_word_fine_maps = use_word_fine_maps
-        self.pyramid = SimpleFeaturePyramid(embed_dims, (inner_dims, 4 * inner_dims) if use_word_fine_maps else ())
-        # branches of levels that are not returned would hold parameters without gradients (DDP errors): drop them
-        if 0 not in self.out_indices:
-            self.pyramid.up4 = nn.Identity()
-        if 1 not in self.out_indices:
-            self.pyramid.up2 = nn.Identity()
+        # branches of returned levels only (unreturned ones would hold parameters without gradients: DDP errors)
+        self.pyramid = SimpleFeaturePyramid(embed_dims, (inner_dims, 4 * inner_dims) if use_word_fine_maps else (),
+                                            levels=self.out_indices)
         self.out_channels: Tuple[int, ...] = tuple(self.pyramid.out_channels)
         self.num_layers = num_blocks
         # stage s holds blocks [stage_bounds[s], stage_bounds[s + 1])
