@@ -16,11 +16,13 @@ import torch
 from mmvit_backbones.parity import run_parity
 
 
+# a decorator, not torch.set_grad_enabled(False): main() also runs inside other programs (the tests), whose
+# later training must find autograd on
+@torch.no_grad()
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('fixtures', nargs='+', help='fixture .pt files')
     args = parser.parse_args()
-    torch.set_grad_enabled(False)
     counts = {'ok': 0, 'MISMATCH': 0, 'skipped': 0}
     failed_files = []
     for path in args.fixtures:

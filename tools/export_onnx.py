@@ -100,9 +100,11 @@ def build_model(args) -> nn.Module:
     return TensorMode(model).eval()
 
 
+# a decorator, not torch.set_grad_enabled(False): main() also runs inside other programs (the tests), whose
+# later training must find autograd on
+@torch.no_grad()
 def main(argv=None) -> int:
     args = parse_args(argv)
-    torch.set_grad_enabled(False)
     model = build_model(args)
     if not args.checkpoint:
         print('no CHECKPOINT: random weights (structure check only)')
