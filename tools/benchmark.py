@@ -6,6 +6,7 @@
     python tools/benchmark.py --models ShuntedTransformer:s --sizes 800x1333 --modes fwd+bwd --compare-naive
     python tools/benchmark.py --device cuda --amp bf16         # GPU: inference + training step, 800x1333 x2, 512x512 x8
     python tools/benchmark.py --compile --sizes 512x512        # torch.compile(dynamic=True) against eager
+    python tools/benchmark.py --models DeepViT:s:with_cp=True --modes fwd+bwd   # with backbone arguments
 
 Modes (``--modes``): ``fwd`` inference (eval, no_grad); ``fwd+bwd`` forward + backward of the sum of the output
 means (train mode); ``step`` a full training step (forward + backward + AdamW step; fp16 with a GradScaler).
@@ -31,9 +32,11 @@ Throughput is the median of ``--iters`` timed iterations after ``--warmup``. The
 and mmengine here (no mmcv/mmdet), so this runs on a bare GPU machine.
 """
 import argparse
+import ast
 import multiprocessing as mp
 import os
 import platform
+import re
 import resource
 import statistics
 import sys
@@ -56,12 +59,23 @@ Size2d = Tuple[int, int]
 
 
 def _build(spec: str) -> torch.nn.Module:
+    """``Type[:arch[:key=value,...]]``, e.g. ``DeepViT:s:with_cp=True,norm_eval=True`` (values as Python
+    literals, strings as they are)."""
     import mmvit_backbones  # noqa: F401
     from mmengine.registry import MODELS
-    type_name, _, arch = spec.partition(':')
+    type_name, _, rest = spec.partition(':')
+    arch, _, extra = rest.partition(':')
     kwargs = dict(type=type_name)
     if arch:
         kwargs['arch'] = arch
+    for item in filter(None, re.split(r',(?=\s*\w+=)', extra)):  # commas inside (1, 3) stay
+        key, sep, value = item.partition('=')
+        if not sep:
+            raise SystemExit(f'benchmark: {item!r} in {spec!r} is not key=value (e.g. DeepViT:s:with_cp=True)')
+        try:
+            kwargs[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            kwargs[key] = value
     return MODELS.build(kwargs)
 
 
@@ -338,7 +352,8 @@ def _fmt(value: Optional[float], spec: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--models', nargs='+', default=DEFAULT_MODELS, help='Type:arch entries')
+    parser.add_argument('--models', nargs='+', default=DEFAULT_MODELS,
+                        help='Type:arch entries, optionally with backbone arguments: Type:arch:with_cp=True,...')
     parser.add_argument('--sizes', nargs='+', help='HxW input sizes (default 800x1333 512x512)')
     parser.add_argument('--batch-size', '--batch', type=int,
                         help='images per batch (default: 1 on CPU; on CUDA 2 at 800x1333, 8 at 512x512, else 1)')

@@ -44,3 +44,10 @@ def test_compile_check_matches_eager_and_counts():
     assert result['ok'] and result['max_diff'] <= 1e-5
     assert result['graph_breaks'] == {}
     assert result['recompiles'] == 0  # the timed size again: the compiled graphs are reused
+
+
+def test_model_spec_takes_backbone_arguments():
+    model = benchmark._build('PlainViT:ti:with_cp=True,out_indices=(1, 3)')
+    assert model.with_cp is True and tuple(model.out_indices) == (1, 3)
+    with pytest.raises(SystemExit, match='not key=value'):
+        benchmark._build('PlainViT:ti:with_cp')
