@@ -280,12 +280,13 @@ def _worker(spec, size, batch, mode, args, naive, queue) -> None:
         queue.put(dict(error=f'{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ""}'[:120]))
 
 
-def _run_isolated(spec, size, batch, mode, args, naive) -> dict:
-    """Measure in a fresh process; an ``error`` entry when it failed or died (e.g. killed for memory)."""
+def run_isolated(worker, *worker_args) -> dict:
+    """``worker(*worker_args, queue)`` in a fresh process, which puts one result dict on the queue; an ``error``
+    entry when the process died without one (e.g. killed for memory)."""
     import queue as queue_module
     ctx = mp.get_context('spawn')
     results = ctx.Queue()
-    proc = ctx.Process(target=_worker, args=(spec, size, batch, mode, args, naive, results))
+    proc = ctx.Process(target=worker, args=(*worker_args, results))
     proc.start()
     while True:
         try:
@@ -297,6 +298,11 @@ def _run_isolated(spec, size, batch, mode, args, naive) -> dict:
                 break
     proc.join()
     return result
+
+
+def _run_isolated(spec, size, batch, mode, args, naive) -> dict:
+    """Measure in a fresh process (its own peak memory; a crash or an out-of-memory kill only loses this row)."""
+    return run_isolated(_worker, spec, size, batch, mode, args, naive)
 
 
 def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
@@ -344,6 +350,19 @@ def machine_line(args, gemm: float) -> str:
     dtype = args.amp or 'float32'
     return (f'{device}; torch {torch.__version__}, {threads} CPU threads; {dtype}; '
             f'GEMM 2048x2048 {dtype}: {gemm:.0f} GFLOP/s (this process, start of the run)')
+
+
+def print_table(header: List[str], rows: List[List[str]], markdown: bool, numeric) -> None:
+    """Markdown (for the README) or aligned text; ``numeric(column)`` columns are right-aligned in text."""
+    if markdown:
+        print('\n| ' + ' | '.join(header) + ' |')
+        print('|' + '---|' * len(header))
+        for row in rows:
+            print('| ' + ' | '.join(row) + ' |')
+        return
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    for row in [header] + rows:
+        print('  '.join(cell.rjust(w) if numeric(i) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))))
 
 
 def _fmt(value: Optional[float], spec: str) -> str:
@@ -440,15 +459,7 @@ def main() -> None:
         tqdm.write('| ' + ' | '.join(row) + ' |', file=sys.stderr)  # progress: each row as soon as it is measured
 
     print(f'\n{machine_line(args, gemm)}; {args.iters} timed iterations (median) after {args.warmup} warm-up')
-    if args.markdown:
-        print('\n| ' + ' | '.join(header) + ' |')
-        print('|' + '---|' * len(header))
-        for row in rows:
-            print('| ' + ' | '.join(row) + ' |')
-    else:
-        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-        for row in [header] + rows:
-            print('  '.join(cell.rjust(w) if i > 3 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+    print_table(header, rows, args.markdown, numeric=lambda i: i > 3)
     for note in notes:
         print(f'* {note}')
 

@@ -39,7 +39,11 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[
     Returns:
         (B, heads, Nq, dv)
     """
-    if _NAIVE or torch.onnx.is_in_onnx_export():
+    # A bias that needs a gradient (a learnt relative-position bias in training) sends CPU SDPA to its math path:
+    # this same computation plus guards for fully masked rows (isneginf/all/where over every map: ~6% of a
+    # PyramidTNT-S training step at 800x1333). Learnt biases are finite, so the guards never act: skip them.
+    textbook = bias is not None and bias.requires_grad and q.device.type == 'cpu' and torch.is_grad_enabled()
+    if textbook or _NAIVE or torch.onnx.is_in_onnx_export():
         logits = (q * (q.shape[-1] ** -0.5 if scale is None else scale)) @ k.transpose(-2, -1)
         if bias is not None:
             logits = logits + bias
