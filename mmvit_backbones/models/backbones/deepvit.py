@@ -81,11 +81,8 @@ from .plain_vit import PlainViT, _resize_pos_embed_pre_hook
 Size2d = Tuple[int, int]
 
 PATCH_SIZE = 16
-# Largest number of re-attention map entries (batch x heads x query rows x keys) materialised at once. Small
-# enough (8 MB of float32) that the logits, softmax, head mixing and the product with v of one chunk run on data
-# still in cache: 2**21 against 2**24 made DeepViT-S at 800x1333 ~26% faster in inference and ~30% in training
-# (2 CPU threads; 2**18-2**20 slower again, from per-chunk overhead).
-REATTN_CHUNK_ELEMENTS = 2 ** 21
+# Largest number of re-attention map entries (batch x heads x query rows x keys) materialised at once.
+REATTN_CHUNK_ELEMENTS = 2 ** 24
 
 _DRIVE = 'https://drive.google.com/file/d/{}/view'
 WEIGHTS = {
