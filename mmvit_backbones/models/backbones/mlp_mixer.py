@@ -16,9 +16,10 @@ Dense-prediction adaptation:
   the official computation. ``token_mixing='resample'`` is RaftMLP's published alternative (the grid is resized to
   gh0 x gw0 around every token-mixing step). Both are in :mod:`mmvit_backbones.models.layers.token_mixing`, whose
   docstring explains them; the README compares them. The image is zero-padded at the bottom/right to whole patches.
-* **Pyramid**: ViTDet's simple feature pyramid (:class:`SimpleFeaturePyramid`) from a stride-16 map: the patch-16
-  token map itself, the patch-8 one average-pooled 2x2, the patch-32 one repeated 2x2 (nearest), so that level 3
-  (max-pool of that) is exactly the native stride-32 map.
+* **Pyramid**: ViTDet's simple feature pyramid (:class:`SimpleFeaturePyramid`) from the native token map: at patch 16
+  the stride-16 map itself; at patch 8 the stride-8 map at its own stride (``in_stride=8``: x2 up for stride 4,
+  identity for 8, max-pools for 16 and 32; widths D/2, D, D, D), so its resolution is not pooled away; at patch 32
+  the map repeated 2x2 (nearest) to stride 16, so that level 3 (max-pool of that) is exactly the native map.
 * ``frozen_stages``: 0 is the stem; the blocks form 4 stages of consecutive quarters; the final norm goes with stage 4.
   Layer depth for layer-wise lr decay: stem 0, block ``i`` ``i + 1``, final norm and pyramid ``depth + 1``.
 
@@ -91,7 +92,7 @@ class MixerBlock(nn.Module):
 
 class AllMlpBackbone(PyramidBackbone):
     """What MLP-Mixer and ResMLP share: patch stem, token-mixing blocks on the (B, gh, gw, C) grid, final norm,
-    simple feature pyramid from a stride-16 map, stages, layer depth, the token-grid check of checkpoints.
+    simple feature pyramid from the token map, stages, layer depth, the token-grid check of checkpoints.
 
     Subclasses build ``self.blocks`` (each ``block(x)`` on a (B, gh, gw, C) grid) and ``self.norm`` in their
     ``__init__`` after calling :meth:`_build_common`, and name in ``token_weight_name`` the block parameter whose
@@ -121,7 +122,9 @@ class AllMlpBackbone(PyramidBackbone):
         self.num_layers = depth
         self.stem = nn.Module()
         self.stem.proj = nn.Conv2d(self.in_channels, dim, kernel_size=patch_size, stride=patch_size)
-        self.pyramid = SimpleFeaturePyramid(dim, levels=self.out_indices)  # branches of returned levels only
+        # patch 8: the pyramid starts from the native stride-8 map; patch 32 is repeated to stride 16 in forward
+        self.pyramid = SimpleFeaturePyramid(dim, levels=self.out_indices,  # branches of returned levels only
+                                            in_stride=8 if patch_size == 8 else 16)
         self.out_channels: Tuple[int, ...] = self.pyramid.out_channels
         self.register_load_state_dict_pre_hook(self._check_token_grid_on_load)
 
@@ -145,9 +148,7 @@ class AllMlpBackbone(PyramidBackbone):
         if self.norm is not None:
             tokens = self.norm(tokens)
         feature = tokens.permute(0, 3, 1, 2)  # (B, D, gh, gw) at stride p
-        if self.patch_size == 8:  # stride 8 -> 16; ceil_mode keeps ceil(H/16) cells for odd grids
-            feature = F.avg_pool2d(feature, kernel_size=2, stride=2, ceil_mode=True)
-        elif self.patch_size == 32:  # stride 32 -> 16 by repetition: level 3 (2x2 max-pool) is the native map
+        if self.patch_size == 32:  # stride 32 -> 16 by repetition: level 3 (2x2 max-pool) is the native map
             feature = F.interpolate(feature, scale_factor=2.0, mode='nearest')
         outs = self.pyramid(feature.contiguous(), levels=self.out_indices)
         # the grid was padded to whole patches: crop each level to ceil(size / stride)
@@ -179,8 +180,19 @@ class AllMlpBackbone(PyramidBackbone):
     # -------------------------------------------------------------------------------------------------- checkpoints
     @staticmethod
     def _check_token_grid_on_load(module: 'AllMlpBackbone', state_dict: dict, prefix: str, *args) -> None:
-        """A checkpoint whose token operator was trained on another grid (e.g. 384 px) cannot be reused in meaning
-        by this model: say which grid it has and how to build the matching model."""
+        """Say what a checkpoint with other token-mixing shapes was made for and how to build the matching model:
+        another patch size is another variant (its token count says nothing about the image size); the same patch
+        with another token count is another pretraining grid (e.g. fine-tuned at 384)."""
+        name = type(module).__name__
+        stem = state_dict.get(f'{prefix}stem.proj.weight')
+        if stem is not None and stem.dim() == 4 and tuple(stem.shape[-2:]) != (module.patch_size, ) * 2:
+            patch = stem.shape[-1]
+            archs = [arch for arch, s in module.arch_zoo.items()
+                     if s['patch_size'] == patch and s['embed_dims'] == stem.shape[0]]
+            choice = f'arch={archs[0]!r}' if archs else f'an arch with patch_size={patch}'
+            raise CheckpointError(
+                f'{name}: the checkpoint is for patch {patch} (stem kernel {patch}x{patch}) but the model has patch '
+                f'{module.patch_size}: build the backbone with the checkpoint\'s variant ({choice}).')
         key = f'{prefix}blocks.0.{module.token_weight_name}'
         if key not in state_dict:
             return
@@ -192,7 +204,7 @@ class AllMlpBackbone(PyramidBackbone):
         grid = f'{side}x{side} tokens, i.e. pretrain_img_size={side * module.patch_size}' if side * side == tokens \
             else f'{tokens} tokens'
         raise CheckpointError(
-            f'{type(module).__name__}: the checkpoint\'s token-mixing weights are for {grid} (patch '
+            f'{name}: the checkpoint\'s token-mixing weights are for {grid} (patch '
             f'{module.patch_size}), but the model was built for a {gh}x{gw} grid (pretrain_img_size='
             f'{(gh * module.patch_size, gw * module.patch_size)}). Build the backbone with the checkpoint\'s '
             f'pretrain_img_size: its token grid becomes the window of the any-size token mixing, so the weights keep '

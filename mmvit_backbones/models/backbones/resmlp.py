@@ -15,7 +15,8 @@ Dense-prediction adaptation, shared with :mod:`.mlp_mixer`:
   every second block, with padding that cannot change the result; at 224 this is the official computation.
   ``token_mixing='resample'`` is RaftMLP's published alternative. Both: :mod:`mmvit_backbones.models.layers.
   token_mixing`.
-* **Pyramid**: ViTDet's simple feature pyramid from the stride-16 map (B24/8's stride-8 map average-pooled 2x2).
+* **Pyramid**: ViTDet's simple feature pyramid from the native token map: the stride-16 map of the S models, and
+  B24/8's stride-8 map at its own stride (x2 up, identity, max-pools; widths 384/768/768/768), not pooled to 16.
 * ``frozen_stages``, layer depth and padding of the image as in :class:`~.mlp_mixer.MLPMixer`.
 
 Checkpoints: the official deit files (``resmlp_{12,24,36}_{dist,no_dist}.pth``, ``resmlp_{12,24}_dino.pth``,

@@ -44,7 +44,8 @@ def flax2(official):
 @pytest.mark.parametrize('patch_size', [16, 32, 8])
 def test_pyramid_shapes_any_size(mode, patch_size):
     model = build_tiny(arch=dict(TINY, patch_size=patch_size), pretrain_img_size=4 * patch_size, token_mixing=mode)
-    assert model.out_channels == (8, 16, 32, 32)
+    # patch 8 keeps its native stride-8 map (x2 deconv to stride 4: D/2 channels, as ViTDet's widths)
+    assert model.out_channels == ((16, 32, 32, 32) if patch_size == 8 else (8, 16, 32, 32))
     assert_pyramid(model, ODD_SIZES + ((112, 448), ), batch=2)
 
 
@@ -144,6 +145,16 @@ def test_checkpoint_of_another_grid_is_refused_with_the_fix(flax2):
         load_pretrained(build_b32_2(pretrain_img_size=384), state)
     model = build_b32_2(pretrain_img_size=224)
     assert not load_pretrained(model, state).missing
+
+
+def test_checkpoint_of_another_patch_size_names_the_variant(flax2):
+    """A B/32 checkpoint in a patch-16 model: the fix is the B/32 arch, not a pretrain_img_size (its 7x7 tokens
+    would suggest 112 at patch 16, a wrong hint)."""
+    state = MLPMixer.convert_checkpoint(flax2)
+    with pytest.raises(CheckpointError, match=r'another variant') as err:
+        load_pretrained(build_b32_2(arch=dict(B32_2, patch_size=16)), state)
+    assert "checkpoint is for patch 32 (stem kernel 32x32) but the model has patch 16" in str(err.value)
+    assert "arch='b32'" in str(err.value) and 'pretrain_img_size' not in str(err.value)
 
 
 def test_missing_and_foreign_checkpoints():

@@ -1,6 +1,7 @@
 """ResMLP: contract, parity with the official deit model, official/timm checkpoints, any-size token mixing."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mmvit_backbones.checkpoint import CheckpointError, load_pretrained
 from mmvit_backbones.models.backbones.resmlp import ResMLP
@@ -31,8 +32,25 @@ def official2(official):
 @pytest.mark.parametrize('patch_size', [16, 8])
 def test_pyramid_shapes_any_size(mode, patch_size):
     model = build_tiny(arch=dict(TINY, patch_size=patch_size), pretrain_img_size=4 * patch_size, token_mixing=mode)
-    assert model.out_channels == (8, 16, 32, 32)
+    # the pyramid starts from the native map: ViTDet's widths follow its scale (x2 up from stride 8: D/2)
+    assert model.out_channels == ((16, 32, 32, 32) if patch_size == 8 else (8, 16, 32, 32))
     assert_pyramid(model, ODD_SIZES + ((112, 448), ), batch=2)
+
+
+def test_patch8_pyramid_keeps_the_native_stride8_map():
+    """B24's patch 8: the stride-8 level is the token map itself (not pooled to 16 and rebuilt by a deconv), strides
+    16/32 are its max-pools and stride 4 one x2 deconv of it, at an odd non-square size."""
+    model = build_tiny(arch=dict(TINY, depth=2, patch_size=8), pretrain_img_size=32).eval()
+    captured = []  # the final norm's output: the (B, gh, gw, D) token map
+    model.norm.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 75, 101))
+    native = captured[0].permute(0, 3, 1, 2)  # (1, 32, 10, 13): ceil(75 / 8) x ceil(101 / 8)
+    assert [tuple(o.shape[-2:]) for o in outs] == [(19, 26), (10, 13), (5, 7), (3, 4)]  # ceil(size / stride)
+    assert torch.equal(outs[1], native)
+    assert torch.equal(outs[2], F.max_pool2d(native, 2, ceil_mode=True))
+    assert torch.equal(outs[3], F.max_pool2d(native, 4, ceil_mode=True))
+    assert [n for n, _ in model.pyramid.named_parameters()] == ['up2.weight', 'up2.bias']  # stride 4 only
 
 
 def test_detection_sizes_and_empty_batch():
@@ -54,13 +72,14 @@ def _check_official_variants():
         assert sum(p.numel() for n, p in model.named_parameters() if not n.startswith('pyramid.')) == \
             params - (384 * 1000 + 1000)
     b24 = ResMLP(arch='b24')  # patch 8: a 28x28 grid, 784x784 token layers
-    assert b24.out_channels == (192, 384, 768, 768) and b24.pretrain_grid == (28, 28)
+    assert b24.out_channels == (384, 768, 768, 768) and b24.pretrain_grid == (28, 28)
     assert b24.blocks[0].linear_tokens.weight.shape == (784, 784)
 
 
-@pytest.mark.parametrize('out_indices', [(3, ), (0, 2)])
-def test_out_indices_subsets(out_indices):
-    model = build_tiny(out_indices=out_indices)
+@pytest.mark.parametrize('out_indices,patch_size', [((3, ), 16), ((0, 2), 16), ((0, 3), 8), ((1, 2), 8)])
+def test_out_indices_subsets(out_indices, patch_size):
+    model = build_tiny(arch=dict(TINY, patch_size=patch_size), pretrain_img_size=4 * patch_size,
+                       out_indices=out_indices)
     model.train()
     sum(o.mean() for o in model(torch.randn(1, 3, 64, 96))).backward()
     unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
