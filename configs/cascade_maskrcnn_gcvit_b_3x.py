@@ -3,6 +3,11 @@
 # Drop path 0.3: unpublished for GC ViT-B; the value of Swin-B in Swin's Cascade 3x recipe, which GC ViT's detection
 # configs copy (Swin-Transformer-Object-Detection @c7b2011 configs/swin/cascade_mask_rcnn_swin_base_patch4_window7_
 # mstrain_480-800_giou_4conv1f_adamw_3x_coco.py:14). GC ViT-B was pretrained with 0.5.
+# Layer scale: GC ViT-B was pretrained with per-channel layer scales (gamma1/gamma2, initialised to 1e-5: NVlabs/GCVit
+# @8e1941f models/gc_vit.py:886), and this backbone builds them for arch 'b' and loads the checkpoint's learnt values,
+# so each block computes what the classifier computed. The official detection backbone defaults to layer_scale=None
+# (detection/models/gc_vit.py:641; no released config sets it) and loads with strict=False (:728), which would drop the
+# gammas and add every attention/MLP branch at full weight; how the paper's GC ViT-B runs set it is not known.
 _base_ = ['./cascade_maskrcnn_gcvit_t_3x.py']
 pretrained = 'checkpoints/gcvit_1k_base.pth.tar'
 model = dict(

@@ -1,6 +1,12 @@
-# Cascade Mask R-CNN + MLP-Mixer-B/16, 3x: the Swin/GC ViT/PVTv2/iBOT Cascade 3x recipe shared by the project's
-# backbones (4conv1fc box heads with SyncBN and GIoU, DETR-style multi-scale training, AdamW 1e-4, wd 0.05, 36 epochs
-# with steps at 27/33, warm-up 500, batch 16 = 2 x 8 GPUs), drop path 0.2. No Mixer Cascade recipe has been published.
+# Cascade Mask R-CNN + MLP-Mixer-B/16, 3x: no Mixer Cascade recipe has been published, so this borrows Swin's official
+# Cascade 3x recipe, shared by the project's backbones (SwinTransformer/Swin-Transformer-Object-Detection @c7b2011
+# configs/swin/cascade_mask_rcnn_swin_tiny_patch4_window7_mstrain_480-800_giou_4conv1f_adamw_3x_coco.py, used unchanged
+# by GC ViT, PVTv2 and iBOT): 4conv1fc box heads with SyncBN and GIoU (shared base), DETR-style multi-scale training,
+# AdamW 1e-4, wd 0.05, 36 epochs with steps at 27/33, warm-up 500, batch 16 = 2 x 8 GPUs. Drop path 0.2 is our
+# choice, without a Mixer source: RaftMLP's Mixer detectors (1x only; 0 in okojoalg/raft-mlp @6060d5d
+# backbones/__init__.py:127, kept by the 1x configs) give none for a schedule three times as long with multi-scale
+# training; 0.2 is Swin-T's and Swin-S's value in Swin's Cascade 3x recipes (:14; Swin-B: 0.3). Swin trained with
+# fp16 (:129-139); here fp32.
 # Input normalisation: Mixer's own, (x - 127.5) / 127.5 on RGB (vit_jax/input_pipeline.py).
 _base_ = [
     './_base_/models/cascade_mask_rcnn_4conv1fc_giou.py',

@@ -1,7 +1,13 @@
-# Cascade Mask R-CNN + ResMLP-S24, 3x: the Swin/GC ViT/PVTv2/iBOT Cascade 3x recipe shared by the project's
-# backbones (4conv1fc box heads with SyncBN and GIoU, DETR-style multi-scale training, AdamW 1e-4, wd 0.05, 36 epochs
-# with steps at 27/33, warm-up 500, batch 16 = 2 x 8 GPUs), drop path 0.1 (constant over the blocks, ResMLP's rule).
-# No ResMLP Cascade recipe has been published.
+# Cascade Mask R-CNN + ResMLP-S24, 3x. No ResMLP Cascade recipe has been published: Swin's official Cascade 3x recipe,
+# shared by the project's backbones (SwinTransformer/Swin-Transformer-Object-Detection @c7b2011 configs/swin/
+# cascade_mask_rcnn_swin_tiny_patch4_window7_mstrain_480-800_giou_4conv1f_adamw_3x_coco.py, used unchanged by GC ViT,
+# PVTv2 and iBOT): 4conv1fc box heads with SyncBN and GIoU (shared base), DETR-style multi-scale training, AdamW 1e-4,
+# wd 0.05, 36 epochs with steps at 27/33, warm-up 500, batch 16 = 2 x 8 GPUs; no weight decay on 1-D parameters as
+# deit's optimizer. Swin trained with fp16 (:129-139); here fp32.
+# Drop path 0.1, the same in every block as ResMLP applies it (facebookresearch/deit @7e160fe resmlp_models.py:58), is
+# our choice: no ResMLP dense-prediction source exists; 0.1 is the `--drop-path` default of deit's main.py (:46), the
+# script ResMLP was trained with (the S24 run's own value is not in the repository). Swin-T uses 0.2 in the borrowed 3x
+# recipe (:14), on a linear ramp from 0 (mean 0.1 per block, as here).
 # Input normalisation: ImageNet mean/std on RGB (deit's), the mmdet/mmseg base model's.
 _base_ = [
     './_base_/models/cascade_mask_rcnn_4conv1fc_giou.py',

@@ -1,8 +1,10 @@
 # Cascade Mask R-CNN + T2T-ViT-14, 3x schedule with multi-scale training. T2T-ViT's authors published no detection
-# recipe or result: ViTDet's simple feature pyramid on the last block, and iBOT's plain-ViT-S/16 Cascade 3x config
-# file (bytedance/ibot @da316d8 evaluation/object_detection/configs/cascade_rcnn/vit_small_giou_4conv1f_coco_3x.py):
-# 4conv1fc box heads with SyncBN and GIoU loss (shared base), AdamW 1e-4, wd 0.05, layer-wise lr decay 0.75, drop
-# path 0.1, DETR-style multi-scale training, 36 epochs with steps at 27/33, warm-up 500, batch 16. No official number.
+# recipe or result: ViTDet's simple feature pyramid on the last block, and iBOT's plain-ViT-S/16 Cascade 3x config file
+# (bytedance/ibot @da316d8 evaluation/object_detection/configs/cascade_rcnn/vit_small_giou_4conv1f_coco_3x.py): 4conv1fc
+# box heads with SyncBN and GIoU loss (shared base), AdamW 1e-4, wd 0.05, layer-wise lr decay 0.75, drop path 0.1,
+# DETR-style multi-scale training, 36 epochs with steps at 27/33, warm-up 500, batch 16; fp32 (iBOT: fp16, :153-164).
+# iBOT's published ViT-S numbers come from a different run of that file (12 epochs, 32 images, layer decay 0.8; see
+# cascade_maskrcnn_vit_s_1x.py). No official number.
 _base_ = [
     './_base_/models/cascade_mask_rcnn_4conv1fc_giou.py',
     './_base_/datasets/coco_instance_ms.py',

@@ -1,13 +1,17 @@
-# Mask R-CNN + DeepViT-S (re-attention plain ViT, ViTDet simple feature pyramid on the last block), 1x on COCO.
-# DeepViT's authors published no detection code or number: this is the project's plain-ViT recipe (iBOT's ViT-S/16
-# detection run, bytedance/ibot @da316d8 evaluation/README.md:73-77, as maskrcnn_vit_s_1x.py): AdamW 1e-4, wd 0.05,
-# 12 epochs with steps at 8/11, warm-up 500, single-scale 1333x800, batch 16 (2 x 8 GPUs), drop path 0.1 and
-# layer-wise lr decay. DeepViT-S has 16 blocks instead of 12: the decay rate is iBOT's 0.8 rescaled so that the patch
-# embedding gets the same lr multiplier as in a 12-block ViT-S (0.8 ** (13 / 17) = 0.84 -> 0.85).
+# Mask R-CNN + DeepViT-S (re-attention plain ViT, ViTDet simple feature pyramid on the last block), 1x
+# on COCO. DeepViT's authors published no detection code or number: this is the project's plain-ViT recipe (as
+# maskrcnn_vit_s_1x.py; shared base _base_/schedules/ibot_vit_1x.py): iBOT's ViT-S/16 detection run (bytedance/ibot
+# @da316d8 evaluation/README.md:73-77 on evaluation/object_detection/configs/cascade_rcnn/
+# vit_small_giou_4conv1f_coco_3x.py): AdamW 1e-4, wd 0.05, 12 epochs with steps at 8/11, warm-up 500, drop path 0.1
+# (:32) and layer-wise lr decay. DeepViT-S has 16 blocks instead of 12: the decay rate is iBOT's 0.8 rescaled so that
+# the patch embedding gets the same lr multiplier as in a 12-block ViT-S (0.8 ** (13 / 17) = 0.84 -> 0.85).
+# Differences from iBOT's run: Mask R-CNN's default heads, single-scale 1333x800 training and batch 16 (2 x 8
+# GPUs) (iBOT: Cascade heads, DETR-style multi-scale, 4 x 8 images: cascade_maskrcnn_vit_s_1x.py); the pyramid
+# (iBOT: blocks 4/6/8/12 with deconvolutions); fp32 (iBOT: fp16, :153-164). No official number.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
-    './_base_/schedules/adamw_1x.py',
+    './_base_/schedules/ibot_vit_1x.py',
     'mmdet::_base_/default_runtime.py',
     './_base_/mmvit_imports.py',
 ]
@@ -25,10 +29,6 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[99, 198, 396, 396]))
-optim_wrapper = dict(
-    constructor='LayerwiseDecayOptimWrapperConstructor',
-    # as the plain-ViT configs: no decay on biases, norms (incl. the re-attention BatchNorms), pos_embed, cls_token
-    paramwise_cfg=dict(
-        layer_decay_rate=0.85,
-        bias_decay_mult=0.0,
-        custom_keys={'pos_embed': dict(decay_mult=0.0), 'cls_token': dict(decay_mult=0.0)}))
+# the optimiser of ibot_vit_1x.py (no decay on biases, norms incl. the re-attention BatchNorms, pos_embed,
+# cls_token) with iBOT's layer-decay rate rescaled to DeepViT-S's 16 blocks (see the header)
+optim_wrapper = dict(paramwise_cfg=dict(layer_decay_rate=0.85))

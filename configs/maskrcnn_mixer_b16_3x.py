@@ -1,6 +1,11 @@
-# Mask R-CNN + MLP-Mixer-B/16, 3x schedule with multi-scale training (36 epochs, steps at 27/33, AdamW 1e-4, wd 0.05,
-# warm-up 500, batch 16 = 2 x 8 GPUs, DETR-style short side 480..800): the Swin/GC ViT 3x recipe the project's other
-# backbones use; no Mixer 3x recipe has been published. Drop path 0.2 for the longer schedule.
+# Mask R-CNN + MLP-Mixer-B/16, 3x schedule with multi-scale training: no Mixer 3x recipe has been published, so this
+# borrows Swin's official Mask R-CNN 3x recipe, shared by the project's other backbones (SwinTransformer/Swin-
+# Transformer-Object-Detection @c7b2011 configs/swin/mask_rcnn_swin_tiny_patch4_window7_mstrain_480-800_adamw_3x_
+# coco.py: AdamW 1e-4, wd 0.05, 36 epochs with steps at 27/33, warm-up 500, DETR-style short side 480..800, batch 16 =
+# 2 x 8 GPUs). Drop path 0.2 is our choice, without a Mixer source: RaftMLP's Mixer detectors (1x only; 0 in
+# okojoalg/raft-mlp @6060d5d backbones/__init__.py:127, kept by the 1x configs) give none for a schedule three times
+# as long with multi-scale training; 0.2 is Swin-T's and Swin-S's value in Swin's Mask R-CNN 3x recipes (:14).
+# Swin trained with fp16 (:69-79); here fp32.
 # Input normalisation: Mixer's own, (x - 127.5) / 127.5 on RGB (vit_jax/input_pipeline.py).
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',

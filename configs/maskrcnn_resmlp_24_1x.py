@@ -1,7 +1,13 @@
-# Mask R-CNN + ResMLP-S24 (ViTDet simple feature pyramid), 1x schedule on COCO: Swin's AdamW 1x recipe (lr 1e-4,
-# wd 0.05, 12 epochs with steps at 8/11, warm-up 500, single-scale 1333x800, batch 16 = 2 x 8 GPUs), drop path 0.1
-# (constant over the blocks, ResMLP's rule), no weight decay on 1-D parameters as deit's optimizer. No ResMLP
-# dense-prediction recipe or number has been published.
+# Mask R-CNN + ResMLP-S24 (ViTDet simple feature pyramid), 1x schedule on COCO. No ResMLP dense-prediction recipe or
+# number has been published: Swin's AdamW 1x recipe (SwinTransformer/Swin-Transformer-Object-Detection @c7b2011
+# configs/swin/mask_rcnn_swin_tiny_patch4_window7_mstrain_480-800_adamw_1x_coco.py: lr 1e-4, wd 0.05, 12 epochs with
+# steps at 8/11, warm-up 500) with single-scale 1333x800 training as mmdet's Swin-T Mask R-CNN 1x port (Swin's file
+# trains multi-scale), batch 16 = 2 x 8 GPUs, no weight decay on 1-D parameters as deit's optimizer. Swin trained with
+# fp16 (:69-79); here fp32.
+# Drop path 0.1, the same in every block as ResMLP applies it (facebookresearch/deit @7e160fe resmlp_models.py:58), is
+# our choice: no ResMLP dense-prediction source exists; 0.1 is the `--drop-path` default of deit's main.py (:46), the
+# script ResMLP was trained with (the S24 run's own value is not in the repository). Swin-T uses 0.1 in Swin's 1x config
+# (:14) and 0.2 in mmdet's single-scale port, both on a linear ramp over the blocks.
 # Input normalisation: ImageNet mean/std on RGB (deit's), the mmdet/mmseg base model's.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',

@@ -1,6 +1,12 @@
-# Mask R-CNN + ResMLP-S24, 3x schedule with multi-scale training (36 epochs, steps at 27/33, AdamW 1e-4, wd 0.05,
-# warm-up 500, batch 16 = 2 x 8 GPUs, DETR-style short side 480..800): the Swin/GC ViT 3x recipe the project's other
-# backbones use; no ResMLP 3x recipe has been published. Drop path 0.1 (constant over the blocks, ResMLP's rule).
+# Mask R-CNN + ResMLP-S24, 3x schedule with multi-scale training. No ResMLP 3x recipe has been published: Swin's
+# official Mask R-CNN 3x recipe, shared by the project's other backbones (SwinTransformer/Swin-Transformer-Object-
+# Detection @c7b2011 configs/swin/mask_rcnn_swin_tiny_patch4_window7_mstrain_480-800_adamw_3x_coco.py: 36 epochs,
+# steps at 27/33, AdamW 1e-4, wd 0.05, warm-up 500, DETR-style short side 480..800, batch 16 = 2 x 8 GPUs), no weight
+# decay on 1-D parameters as deit's optimizer. Swin trained with fp16 (:69-79); here fp32.
+# Drop path 0.1, the same in every block as ResMLP applies it (facebookresearch/deit @7e160fe resmlp_models.py:58), is
+# our choice: no ResMLP dense-prediction source exists; 0.1 is the `--drop-path` default of deit's main.py (:46), the
+# script ResMLP was trained with (the S24 run's own value is not in the repository). Swin-T uses 0.2 in the borrowed 3x
+# recipe (:14), on a linear ramp from 0 (mean 0.1 per block, as here).
 # Input normalisation: ImageNet mean/std on RGB (deit's), the mmdet/mmseg base model's.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',

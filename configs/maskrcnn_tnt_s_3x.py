@@ -1,11 +1,15 @@
-# Mask R-CNN + TNT-S, 3x schedule with multi-scale training (36 epochs, steps at 27/33, AdamW 1e-4, wd 0.05,
-# batch 16). No official detection code or result exists for TNT; plain-ViT recipe of the project (iBOT's ViT-S/16
-# 3x config, bytedance/ibot evaluation/object_detection/configs: layer-wise lr decay 0.75, drop path 0.1), no weight
-# decay on norms, biases and position tables. Simple feature pyramid on the last block (after the final norm).
+# Mask R-CNN + TNT-S, 3x schedule with multi-scale training. TNT has no official detection code or result; the recipe
+# is the project's plain-ViT 3x one (as maskrcnn_vit_s_3x.py; shared base _base_/schedules/ibot_vit_3x.py): iBOT's
+# ViT-S/16 Cascade 3x config file (bytedance/ibot @da316d8 evaluation/object_detection/configs/cascade_rcnn/
+# vit_small_giou_4conv1f_coco_3x.py: AdamW 1e-4, wd 0.05, layer-wise lr decay 0.75 (:148-150), drop path 0.1 (:32),
+# DETR-style multi-scale training, 36 epochs with steps at 27/33 (:152-153), warm-up 500, batch 16 = 2 x 8 GPUs) with
+# Mask R-CNN's default heads; no weight decay on norms, biases and position tables. Differences: ViTDet's simple
+# feature pyramid on the last block after the final norm (iBOT: blocks 4/6/8/12 with deconvolutions); fp32 (iBOT:
+# fp16, :153-164). No official number.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     './_base_/datasets/coco_instance_ms.py',
-    './_base_/schedules/adamw_3x.py',
+    './_base_/schedules/ibot_vit_3x.py',
     'mmdet::_base_/default_runtime.py',
     './_base_/mmvit_imports.py',
 ]
@@ -21,12 +25,6 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[96, 192, 384, 384]))
+# the shared base exempts pos_embed and cls_token; TNT's position tables are named outer_pos / inner_pos
 optim_wrapper = dict(
-    constructor='LayerwiseDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(
-        layer_decay_rate=0.75,
-        norm_decay_mult=0.0,
-        bias_decay_mult=0.0,
-        custom_keys={
-            'outer_pos': dict(decay_mult=0.0), 'inner_pos': dict(decay_mult=0.0), 'cls_token': dict(decay_mult=0.0)
-        }))
+    paramwise_cfg=dict(custom_keys={'outer_pos': dict(decay_mult=0.0), 'inner_pos': dict(decay_mult=0.0)}))

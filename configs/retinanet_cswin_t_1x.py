@@ -1,9 +1,13 @@
-# RetinaNet + CSWin-T, 1x schedule on COCO (AdamW 1e-4, wd 0.05 with norms exempt, 12 epochs with steps at 8/11,
-# warm-up 500 iterations, 1333x800, batch 16 in total). No CSWin RetinaNet recipe or result exists (no detection code
-# was released: issues #2, #25, #36); the paper (arXiv 2107.00652, Sec. 4.2; not re-checked against the PDF here)
-# follows Swin's detection setting, so this is Swin's AdamW 1x schedule (configs/_base_/schedules/adamw_1x.py) with
-# mmdet's Swin-T RetinaNet neck (levels 8/16/32, P6/P7 on the stride-32 map; mmdet's Swin RetinaNet itself uses SGD
-# 0.01) and Swin-T's drop path 0.2.
+# RetinaNet + CSWin-T, 1x schedule on COCO (AdamW 1e-4, wd 0.05 with norms exempt, 12 epochs with steps at 8/11, warm-up
+# 500 iterations, 1333x800, batch 16 in total). No CSWin RetinaNet recipe or result exists (no detection code was
+# released: issues #2, #25, #36); the paper (arXiv 2107.00652, Sec. 4.2; not re-checked against the PDF here) follows
+# Swin's detection setting, so this is Swin's AdamW 1x schedule (configs/_base_/schedules/adamw_1x.py) with mmdet's
+# Swin-T RetinaNet neck (mmdet configs/swin/retinanet_swin-t-p4-w7_fpn_1x_coco.py: levels 8/16/32, P6/P7 on the
+# stride-32 map; it trains with SGD 0.01) and drop path 0.2 as mmdet's single-scale Swin-T 1x ports (:20;
+# mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py:21; Swin's own AdamW 1x config,
+# SwinTransformer/Swin-Transformer-Object-Detection @c7b2011
+# configs/swin/mask_rcnn_swin_tiny_patch4_window7_mstrain_480-800_adamw_1x_coco.py:14, uses 0.1 with multi-scale
+# training). Swin trained with fp16; here fp32.
 _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py',
     'mmdet::_base_/datasets/coco_detection.py',

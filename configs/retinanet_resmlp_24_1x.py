@@ -1,9 +1,15 @@
 # RetinaNet + ResMLP-S24 (ViTDet simple feature pyramid from the stride-16 tokens), 1x schedule on COCO.
-# No dense-prediction recipe or result has been published for ResMLP. Schedule as the project's other 1x RetinaNets
-# (Swin's AdamW 1x: lr 1e-4, wd 0.05, 12 epochs with steps at 8/11, warm-up 500, single-scale 1333x800, batch 16 =
-# 2 x 8 GPUs), drop path 0.1 (the same in every block, ResMLP's rule), no weight decay on 1-D parameters as deit's
-# optimizer, and the default any-size mechanism (the 196x196 token layer within shifted 14x14-token windows;
-# token_mixing='resample' is RaftMLP's).
+# No dense-prediction recipe or result has been published for ResMLP. Schedule as the project's other 1x RetinaNets:
+# Swin's AdamW 1x (SwinTransformer/Swin-Transformer-Object-Detection @c7b2011 configs/swin/mask_rcnn_swin_tiny_
+# patch4_window7_mstrain_480-800_adamw_1x_coco.py: lr 1e-4, wd 0.05, 12 epochs with steps at 8/11, warm-up 500) with
+# single-scale 1333x800 training as mmdet's Swin-T 1x port (Swin's file trains multi-scale), batch 16 = 2 x 8 GPUs;
+# no weight decay on 1-D parameters as deit's optimizer; the default any-size mechanism (the 196x196 token layer
+# within shifted 14x14-token windows; token_mixing='resample' is RaftMLP's). Swin trained with fp16 (:69-79); here
+# fp32.
+# Drop path 0.1, the same in every block as ResMLP applies it (facebookresearch/deit @7e160fe resmlp_models.py:58), is
+# our choice: no ResMLP dense-prediction source exists; 0.1 is the `--drop-path` default of deit's main.py (:46), the
+# script ResMLP was trained with (the S24 run's own value is not in the repository). Swin-T uses 0.1 in Swin's 1x config
+# (:14) and 0.2 in mmdet's single-scale port, both on a linear ramp over the blocks.
 # Input normalisation: ImageNet mean/std on RGB (deit's), the mmdet/mmseg base model's.
 _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py',

@@ -1,6 +1,11 @@
 # UPerNet + GC ViT-S on ADE20K, 512x512 crops, 160k iterations (mmseg's Swin UPerNet recipe: AdamW 6e-5,
 # wd 0.01, poly decay, batch 16). The GC ViT paper reports 48.3 mIoU (single scale) for this model; its segmentation
 # code was not released, so the recipe is Swin's (drop path 0.3).
+# Layer scale: GC ViT-S was pretrained with per-channel layer scales (gamma1/gamma2, initialised to 1e-5: NVlabs/GCVit
+# @8e1941f models/gc_vit.py:854), and this backbone builds them for arch 's' and loads the checkpoint's learnt values,
+# so each block computes what the classifier computed. The official detection backbone defaults to layer_scale=None
+# (detection/models/gc_vit.py:641; no released config sets it) and loads with strict=False (:728), which would drop the
+# gammas and add every attention/MLP branch at full weight; how the paper's GC ViT-S runs set it is not known.
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py',
     'mmseg::_base_/datasets/ade20k.py',

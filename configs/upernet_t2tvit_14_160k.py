@@ -1,9 +1,9 @@
 # UPerNet + T2T-ViT-14 on ADE20K, 512x512 crops, 160k iterations. T2T-ViT published no segmentation recipe or result:
 # this borrows iBOT's plain-ViT-S/16 UPerNet recipe (bytedance/ibot @da316d8 evaluation/semantic_segmentation/configs/
 # upernet/vit_small_512_ade20k_160k.py with evaluation/README.md:93-96: AdamW 3e-5, wd 0.05, layer-wise lr decay 0.9
-# over the 14 blocks, linear warm-up 1500 from 1e-6 then poly 1.0, drop path 0.1, features after the final norm,
-# decode head 384 channels, sliding-window test 512 / stride 341, batch 16). The pyramid is ViTDet's simple feature
-# pyramid from the last block. No official number.
+# over the 14 blocks, linear warm-up 1500 from 1e-6 then poly 1.0, drop path 0.1, features after the final norm, decode
+# head 384 channels, sliding-window test 512 / stride 341, batch 16). The pyramid is ViTDet's simple feature pyramid
+# from the last block (iBOT: blocks 4/6/8/12 with deconvolutions); fp32 (iBOT: fp16, :67-78). No official number.
 _base_ = [
     './_base_/models/upernet_slide_512.py',
     'mmseg::_base_/datasets/ade20k.py',
