@@ -265,7 +265,9 @@ def _measure(spec: str, size: Size2d, batch: int, mode: str, args, naive: bool) 
         result['peak_mb'] = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda'
                              else rss.peak - base_rss)
     if args.compile and not naive:
-        other = args.recompile_sizes or [(size[0] // 2 + 7, size[1] // 2 + 13), (size[0] // 2 + 19, size[1] // 2 + 3)]
+        other = args.recompile_sizes
+        if other is None:
+            other = [(size[0] // 2 + 7, size[1] // 2 + 13), (size[0] // 2 + 19, size[1] // 2 + 3)]
         result['compile'] = compile_check(runner, args.warmup, args.iters, args.compile_backend, other,
                                           amp=args.amp is not None)
     return result
@@ -388,8 +390,9 @@ def main() -> None:
     parser.add_argument('--compile', action='store_true', help='also run torch.compile(dynamic=True)')
     parser.add_argument('--compile-backend', default='inductor', help="torch.compile backend ('eager' and "
                         "'aot_eager' only trace: quick graph-break/recompilation counts)")
-    parser.add_argument('--recompile-sizes', nargs='+', type=_parse_size,
-                        help='sizes shown to the compiled model after timing, to count recompilations')
+    parser.add_argument('--recompile-sizes', nargs='*', type=_parse_size,
+                        help='sizes shown to the compiled model after timing, to count recompilations (none: '
+                        'skip; default: two odd sizes derived from the row\'s size)')
     parser.add_argument('--no-flops', action='store_true', help='skip counting FLOPs')
     parser.add_argument('--markdown', action='store_true', help='print the table as Markdown (for the README)')
     args = parser.parse_args()
@@ -451,7 +454,7 @@ def main() -> None:
                 breaks = sum(comp['graph_breaks'].values())
                 row += [f"{batch / comp['seconds']:.2f}", f"{fast['seconds'] / comp['seconds']:.2f}x",
                         f"{comp['max_diff']:.1e}" + ('' if comp['ok'] else ' MISMATCH'), str(breaks),
-                        str(comp['recompiles'])]
+                        str(comp['recompiles']) if args.recompile_sizes != [] else '-']
                 for reason, n in comp['graph_breaks'].items():
                     notes.append(f'{spec} {mode}: graph break x{n}: {reason[:200]}')
                 notes.append(f"{spec} {size[0]}x{size[1]} {mode}: first compiled call {comp['compile_seconds']:.0f} s")

@@ -46,9 +46,11 @@ The fix keeps what the map *means*: every row of a re-attention map keeps the to
   those of another distribution, and computing them needs every N x N map at once.
 
 Memory: re-attention needs the full softmax map (no fused SDPA kernel). The map is computed in chunks of query rows
-(at most ``REATTN_CHUNK_ELEMENTS`` map entries each); when gradients are recorded each chunk is checkpointed, so a
-global re-attention block at 800x1333 holds the maps of one chunk (~64 MB each) instead of 12 x 4201^2 floats
-(850 MB) per map and intermediate.
+(at most ``MAP_CHUNK_ELEMENTS`` map entries each) in one reused workspace, and backward recomputes each chunk's
+maps from q/k/v (:func:`~mmvit_backbones.models.layers.chunked_attention`), so a global re-attention block at
+800x1333 never holds more than three chunks of map entries instead of 12 x 4201^2 floats (850 MB) per map and
+intermediate. Textbook mode
+(:func:`~mmvit_backbones.models.layers.naive_attention_mode`) and ONNX export compute the maps in one pass.
 Blocks without re-attention use SDPA (:func:`~mmvit_backbones.models.layers.attention`).
 
 Dense-prediction adaptation otherwise as :class:`PlainViT`: the image is zero-padded at the bottom/right to a
@@ -73,16 +75,13 @@ from timm.layers import DropPath
 
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import Mlp, SimpleFeaturePyramid, SizeCache, ViTAttention
-from ..layers.traceable import is_exporting
+from ..layers import Mlp, SimpleFeaturePyramid, SizeCache, ViTAttention, chunked_attention
 from .base import PyramidBackbone
 from .plain_vit import PlainViT, _resize_pos_embed_pre_hook
 
 Size2d = Tuple[int, int]
 
 PATCH_SIZE = 16
-# Largest number of re-attention map entries (batch x heads x query rows x keys) materialised at once.
-REATTN_CHUNK_ELEMENTS = 2 ** 24
 
 _DRIVE = 'https://drive.google.com/file/d/{}/view'
 WEIGHTS = {
@@ -143,22 +142,6 @@ class PatchEmbed(nn.Module):
         return self.proj(x)
 
 
-def _mixed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor],
-                     mix: torch.Tensor, scale: float) -> torch.Tensor:
-    """``sum_g mix[h, g] softmax_g(q k^T * scale + bias) @ v_h`` for one chunk of query rows.
-
-    q: (B, H, Nq, d), k/v: (B, H, Nk, d), mix: (H, H) -> (B, H, Nq, d). The (B, H, Nq, Nk) maps are materialised.
-    """
-    b, heads, nq, nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
-    logits = (q * scale) @ k.transpose(-2, -1)  # (B, H, Nq, Nk)
-    if bias is not None:
-        logits = logits + bias
-    maps = logits.softmax(dim=-1)
-    # Theta over the head axis as one batched GEMM on the flattened maps: (H, H) @ (B, H, Nq*Nk), no permute
-    mixed = (mix @ maps.reshape(b, heads, nq * nk)).reshape(b, heads, nq, nk)
-    return mixed @ v
-
-
 class ReAttention(ViTAttention):
     """DeepViT's re-attention with a token-count-invariant constant term (module docstring), global or windowed.
 
@@ -188,7 +171,6 @@ class ReAttention(ViTAttention):
 
     def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
              bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-        b, heads, nq, _ = q.shape
         nk = k.shape[2]
         mix, const = self.folded_transform()
         mix = mix.to(q.dtype)
@@ -201,23 +183,7 @@ class ReAttention(ViTAttention):
         per_entry = const.to(v.dtype)[:, None, None] * (self.num_ref_tokens / num_keys if
                                                          self.token_count_invariant else 1.0)
         constant_term = per_entry * value_sum
-
-        if is_exporting():  # an ONNX graph cannot chunk by a traced size: one pass, the same values
-            return _mixed_attention(q, k, v, bias, mix, self.scale) + constant_term
-        rows = max(1, REATTN_CHUNK_ELEMENTS // max(1, b * heads * nk))
-        if nq <= rows:
-            return _mixed_attention(q, k, v, bias, mix, self.scale) + constant_term
-        record_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, mix))
-        chunks = []
-        for start in range(0, nq, rows):
-            q_rows = q[:, :, start:start + rows]
-            bias_rows = bias[..., start:start + rows, :] if bias is not None and bias.shape[-2] > 1 else bias
-            if record_grad:  # keep only the inputs of the chunk; its maps are recomputed in backward
-                chunks.append(torch_checkpoint.checkpoint(_mixed_attention, q_rows, k, v, bias_rows, mix, self.scale,
-                                                          use_reentrant=False))
-            else:
-                chunks.append(_mixed_attention(q_rows, k, v, bias_rows, mix, self.scale))
-        return torch.cat(chunks, dim=2) + constant_term
+        return chunked_attention(q, k, v, bias, self.scale, mix) + constant_term
 
 
 class DeepViTBlock(nn.Module):

@@ -9,12 +9,16 @@ MatMul/Softmax exist at every opset and in every runtime, fused attention does n
 exported model is the eager one).
 """
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional
 
 import torch
 import torch.nn.functional as F
 
+from .traceable import is_exporting
+
 _NAIVE = False
+# Largest number of map entries (batch x heads x query rows x keys) one chunk of :func:`chunked_attention` holds.
+MAP_CHUNK_ELEMENTS = 2 ** 21
 
 
 @contextmanager
@@ -39,15 +43,125 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[
     Returns:
         (B, heads, Nq, dv)
     """
+    if _NAIVE or torch.onnx.is_in_onnx_export():
+        return _textbook_attention(q, k, v, bias, q.shape[-1] ** -0.5 if scale is None else scale)
     # A bias that needs a gradient (a learnt relative-position bias in training) sends CPU SDPA to its math path:
-    # this same computation plus guards for fully masked rows (isneginf/all/where over every map: ~6% of a
-    # PyramidTNT-S training step at 800x1333). Learnt biases are finite, so the guards never act: skip them.
-    textbook = bias is not None and bias.requires_grad and q.device.type == 'cpu' and torch.is_grad_enabled()
-    if textbook or _NAIVE or torch.onnx.is_in_onnx_export():
-        logits = (q * (q.shape[-1] ** -0.5 if scale is None else scale)) @ k.transpose(-2, -1)
-        if bias is not None:
-            logits = logits + bias
-        return logits.softmax(dim=-1) @ v
+    # the textbook computation plus guards for fully masked rows (isneginf/all/where over every map: ~6% of a
+    # PyramidTNT-S training step at 800x1333). Learnt biases are finite, so the guards never act: skip them, and
+    # compute large maps in cache-sized chunks.
+    if bias is not None and bias.requires_grad and q.device.type == 'cpu' and torch.is_grad_enabled():
+        return chunked_attention(q, k, v, bias, scale)
     if bias is not None:
         bias = bias.to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+
+
+def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                      scale: Optional[float] = None, mix: Optional[torch.Tensor] = None,
+                      chunk_elements: Optional[int] = None) -> torch.Tensor:
+    """Attention with explicit maps, computed in chunks of query rows: ``softmax(q k^T * scale + bias)``, optionally
+    mixed over the heads (``mix`` (H, H): ``maps_h <- sum_g mix[h, g] maps_g``, DeepViT's re-attention), times v.
+
+    For what SDPA cannot fuse on CPU: a bias that needs a gradient, head mixing. The textbook form materialises every
+    (B, H, Nq, Nk) map and keeps them for backward; here chunks of at most ``chunk_elements`` map entries (default
+    :data:`MAP_CHUNK_ELEMENTS`, 8 MB: bias, softmax and mixing of a chunk stay in the last-level cache) are written
+    into one reused workspace, and backward recomputes each chunk's maps from q/k/v (flash attention's recompute),
+    so nothing of size Nq x Nk outlives a chunk but the bias gradient. Shapes as :func:`attention`; ``bias``
+    broadcastable to (B, H, Nq, Nk). Same values as the textbook form; ONNX export uses the textbook form.
+    """
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    b, heads, nk = q.shape[0], q.shape[1], k.shape[2]
+    rows = max(1, (chunk_elements or MAP_CHUNK_ELEMENTS) // max(1, b * heads * nk))
+    if q.shape[2] <= rows or _NAIVE or is_exporting():
+        return _textbook_attention(q, k, v, bias, scale, mix)
+    return _ChunkedAttention.apply(q, k, v, bias, scale, mix, rows)
+
+
+def _textbook_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor],
+                        scale: float, mix: Optional[torch.Tensor] = None) -> torch.Tensor:
+    logits = (q * scale) @ k.transpose(-2, -1)  # (B, H, Nq, Nk)
+    if bias is not None:
+        logits = logits + bias
+    maps = logits.softmax(dim=-1)
+    if mix is not None:  # over the head axis as one batched GEMM on the flattened maps: no permute
+        b, heads, nq, nk = maps.shape
+        maps = (mix @ maps.reshape(b, heads, nq * nk)).reshape(b, heads, nq, nk)
+    return maps @ v
+
+
+class _ChunkedAttention(torch.autograd.Function):
+    """:func:`chunked_attention`'s forward and backward over chunks of ``rows`` query rows."""
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor], scale: float,
+                mix: Optional[torch.Tensor], rows: int) -> torch.Tensor:
+        b, heads, nq, nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+        qs, k, v = q.contiguous() * scale, k.contiguous(), v.contiguous()
+        workspace = q.new_empty(3, b * heads * rows * nk)
+        out = []
+        for start in range(0, nq, rows):
+            logits, maps, mixed = _chunk_views(workspace, b, heads, min(rows, nq - start), nk)
+            _chunk_maps(qs[:, :, start:start + rows], k, _bias_rows(bias, start, rows), logits, maps)
+            if mix is not None:
+                maps = torch.matmul(mix, maps.view(b, heads, -1), out=mixed.view(b, heads, -1)).view_as(maps)
+            out.append(maps @ v)
+        ctx.save_for_backward(qs, k, v, bias, mix)
+        ctx.scale, ctx.rows = scale, rows
+        return torch.cat(out, dim=2)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        qs, k, v, bias, mix = ctx.saved_tensors
+        scale, rows = ctx.scale, ctx.rows
+        b, heads, nq, nk = qs.shape[0], qs.shape[1], qs.shape[2], k.shape[2]
+        grad_out = grad_out.contiguous()
+        grad_q, grad_k, grad_v = [], torch.zeros_like(k), torch.zeros_like(v)
+        grad_mix = torch.zeros_like(mix) if mix is not None else None
+        grad_bias = torch.zeros_like(bias) if ctx.needs_input_grad[3] else None
+        workspace = qs.new_empty(3, b * heads * rows * nk)
+        for start in range(0, nq, rows):
+            n = min(rows, nq - start)
+            scratch, maps, spare = _chunk_views(workspace, b, heads, n, nk)
+            qs_rows, grad_rows = qs[:, :, start:start + rows], grad_out[:, :, start:start + rows]
+            _chunk_maps(qs_rows, k, _bias_rows(bias, start, rows), scratch, maps)
+            mixed = maps
+            if mix is not None:
+                mixed = torch.matmul(mix, maps.view(b, heads, -1), out=scratch.view(b, heads, -1)).view_as(maps)
+            # out = mixed @ v:  dv += mixed^T dout,  dmixed = dout v^T
+            grad_v.view(b * heads, nk, -1).baddbmm_(mixed.view(b * heads, n, nk).transpose(1, 2),
+                                                     grad_rows.reshape(b * heads, n, -1))
+            grad_maps = torch.matmul(grad_rows, v.transpose(-2, -1), out=scratch)
+            if mix is not None:  # mixed = mix @ maps over heads:  dmix += dmixed maps^T,  dmaps = mix^T dmixed
+                grad_mix += torch.bmm(grad_maps.view(b, heads, -1), maps.view(b, heads, -1).transpose(1, 2)).sum(0)
+                grad_maps = torch.matmul(mix.t(), grad_maps.view(b, heads, -1),
+                                         out=spare.view(b, heads, -1)).view_as(maps)
+            grad_logits = torch.ops.aten._softmax_backward_data.out(grad_maps, maps, -1, maps.dtype, grad_input=spare
+                                                                    if mix is None else scratch)
+            if grad_bias is not None:  # reduced over the axes the bias broadcasts along
+                grad_bias_rows = _bias_rows(grad_bias, start, rows)
+                grad_bias_rows += grad_logits.sum_to_size(grad_bias_rows.shape)
+            # logits = (q * scale) k^T:  dq = scale * dlogits k,  dk += dlogits^T (q * scale)
+            grad_q.append((grad_logits @ k).mul_(scale))
+            grad_k.view(b * heads, nk, -1).baddbmm_(grad_logits.view(b * heads, n, nk).transpose(1, 2),
+                                                     qs_rows.reshape(b * heads, n, -1))
+        return torch.cat(grad_q, dim=2), grad_k, grad_v, grad_bias, None, grad_mix, None
+
+
+def _chunk_views(workspace: torch.Tensor, b: int, heads: int, rows: int, nk: int) -> List[torch.Tensor]:
+    """The workspace's three (B, H, rows, Nk) buffers for a chunk of ``rows`` query rows."""
+    return [w[:b * heads * rows * nk].view(b, heads, rows, nk) for w in workspace]
+
+
+def _chunk_maps(qs_rows: torch.Tensor, k: torch.Tensor, bias_rows: Optional[torch.Tensor], logits: torch.Tensor,
+                maps: torch.Tensor) -> None:
+    """``maps = softmax(qs_rows k^T + bias_rows)`` (q already scaled); ``logits`` is scratch."""
+    torch.matmul(qs_rows, k.transpose(-2, -1), out=logits)
+    if bias_rows is not None:
+        logits.add_(bias_rows)
+    torch.ops.aten._softmax.out(logits, -1, False, out=maps)
+
+
+def _bias_rows(bias: Optional[torch.Tensor], start: int, rows: int) -> Optional[torch.Tensor]:
+    """The bias of query rows ``start:start + rows`` (a bias shared by all query rows is returned as it is)."""
+    return bias[..., start:start + rows, :] if bias is not None and bias.shape[-2] > 1 else bias

@@ -1,5 +1,6 @@
 """DeepViT backbone: pyramid contract, parity, the token-count invariance of re-attention, checkpoints, training."""
 import copy
+import importlib
 import math
 
 import pytest
@@ -17,6 +18,9 @@ from mmvit_backbones.testing import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_r
                                      assert_missing_checkpoint_error, assert_naive_attention_matches,
                                      assert_norm_eval, assert_parity, assert_pyramid, assert_with_cp_equivalent,
                                      clone_build, pyramid_shapes)
+
+# the package exports a function of the same name as the module
+attention_module = importlib.import_module('mmvit_backbones.models.layers.attention')
 
 FIXTURE = 'deepvit_16b_224.pt'
 # Tiny variants with every piece of the official designs: 16B-like (patch conv, all blocks re-attend) and S-like
@@ -263,7 +267,7 @@ def test_chunked_reattention_equals_whole(monkeypatch, with_cp):
     x = torch.randn(2, 3, 80, 96)
     results = []
     for limit in (2 ** 30, 500):  # 500 entries: 2x4 maps of 31 keys -> 2 query rows per chunk
-        monkeypatch.setattr(deepvit_module, 'REATTN_CHUNK_ELEMENTS', limit)
+        monkeypatch.setattr(attention_module, 'MAP_CHUNK_ELEMENTS', limit)
         model.zero_grad()
         outs = model(x)
         sum(o.pow(2).mean() for o in outs).backward()
@@ -398,17 +402,23 @@ def test_layer_depths():
 def test_detection_size_memory_bounded(monkeypatch):
     """800x1333: padded windows, and a global re-attention block (4201 tokens) that never materialises more than
     one chunk of maps."""
-    sizes = []
-    original = deepvit_module._mixed_attention
+    whole, chunks = [], []
+    textbook, chunk_maps = attention_module._textbook_attention, attention_module._chunk_maps
 
-    def spy(q, k, *args):
-        sizes.append(q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2])
-        return original(q, k, *args)
+    def spy_whole(q, k, *args):
+        whole.append(q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2])
+        return textbook(q, k, *args)
 
-    monkeypatch.setattr(deepvit_module, '_mixed_attention', spy)
+    def spy_chunk(qs_rows, k, bias_rows, logits, maps):
+        chunks.append(logits.numel())
+        return chunk_maps(qs_rows, k, bias_rows, logits, maps)
+
+    monkeypatch.setattr(attention_module, '_textbook_attention', spy_whole)
+    monkeypatch.setattr(attention_module, '_chunk_maps', spy_chunk)
     model = build_tiny_b(window_block_indexes=(0, 1, 2)).eval()
     with torch.no_grad():
         outs = model(torch.randn(1, 3, 800, 1333))
     assert tuple(tuple(o.shape[1:]) for o in outs) == pyramid_shapes(model, 800, 1333)
-    assert max(sizes) <= deepvit_module.REATTN_CHUNK_ELEMENTS and len(sizes) > 2
-    assert math.prod((1, 4, 4201, 4201)) > deepvit_module.REATTN_CHUNK_ELEMENTS
+    assert max(whole + chunks) <= attention_module.MAP_CHUNK_ELEMENTS
+    assert whole and len(chunks) > 2  # windowed blocks in one pass, the global block in chunks
+    assert math.prod((1, 4, 4201, 4201)) > attention_module.MAP_CHUNK_ELEMENTS

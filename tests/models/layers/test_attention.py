@@ -1,0 +1,77 @@
+"""The shared attention cores: chunked maps equal the textbook form in values and gradients."""
+import importlib
+
+import pytest
+import torch
+
+from mmvit_backbones.models.layers import attention, chunked_attention, naive_attention_mode
+
+# the package exports a function of the same name as the module
+attention_module = importlib.import_module('mmvit_backbones.models.layers.attention')
+
+B, HEADS, NQ, NK, D = 2, 3, 23, 19, 5
+
+
+def _inputs(bias_shape, mix: bool):
+    torch.manual_seed(0)
+    make = lambda *shape: torch.randn(*shape, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    q, k, v = make(B, HEADS, NQ, D), make(B, HEADS, NK, D), make(B, HEADS, NK, D)
+    bias = make(*bias_shape) if bias_shape else None
+    return q, k, v, bias, make(HEADS, HEADS) if mix else None
+
+
+@pytest.mark.parametrize('mix', [False, True])
+@pytest.mark.parametrize('bias_shape', [None, (1, HEADS, NQ, NK), (B, HEADS, NQ, NK), (B, 1, 1, NK)])
+def test_chunks_equal_textbook(bias_shape, mix):
+    """Chunks of 2 query rows (the last one shorter) give the textbook values and the gradients of q, k, v, a learnt
+    bias of any broadcast shape and the head mixing (DeepViT's re-attention)."""
+    inputs = _inputs(bias_shape, mix)
+    q, k, v, bias, mixing = inputs
+    wanted = [t for t in inputs if t is not None]
+    reference = attention_module._textbook_attention(q, k, v, bias, 0.7, mixing)
+    grad = torch.randn_like(reference)
+    out = chunked_attention(q, k, v, bias, 0.7, mixing, chunk_elements=2 * B * HEADS * NK)
+    torch.testing.assert_close(out, reference)
+    for got, expected in zip(torch.autograd.grad(out, wanted, grad),
+                             torch.autograd.grad(reference, wanted, grad)):
+        torch.testing.assert_close(got, expected)
+
+
+def test_chunk_gradients_numerically():
+    """The hand-written backward against finite differences (one query row per chunk, learnt bias and mixing)."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, n, 3, dtype=torch.float64, requires_grad=True) for n in (5, 4, 4))
+    bias = torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True)
+    mix = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *t: chunked_attention(*t[:4], 0.7, t[4], chunk_elements=8),
+                                    (q, k, v, bias, mix))
+
+
+def test_masked_keys_in_chunks():
+    """A -inf mask (padded keys of a window) removes those keys in every chunk."""
+    q, k, v, _, _ = _inputs(None, False)
+    mask = torch.zeros(1, 1, NQ, NK, dtype=torch.float64)
+    mask[..., 7:] = float('-inf')
+    out = chunked_attention(q, k, v, mask, chunk_elements=B * HEADS * NK)
+    torch.testing.assert_close(out, chunked_attention(q, k[:, :, :7], v[:, :, :7]))
+
+
+def test_learnt_bias_in_training_uses_chunks(monkeypatch):
+    """On CPU a bias that needs a gradient goes through the chunks; SDPA, textbook mode and the chunks agree."""
+    q, k, v, bias, _ = _inputs((1, HEADS, NQ, NK), False)
+    q, k, v = (t.float() for t in (q, k, v))
+    bias = bias.detach().float().requires_grad_()
+    calls = []
+    monkeypatch.setattr(attention_module, 'MAP_CHUNK_ELEMENTS', 2 * B * HEADS * NK)
+    monkeypatch.setattr(attention_module._ChunkedAttention, 'apply',
+                        lambda *args, original=attention_module._ChunkedAttention.apply: calls.append(1)
+                        or original(*args))
+    chunked = attention(q, k, v, bias)
+    assert calls
+    with torch.no_grad():
+        fused = attention(q, k, v, bias)
+    with naive_attention_mode():
+        textbook = attention(q, k, v, bias)
+    assert len(calls) == 1
+    torch.testing.assert_close(chunked, fused)
+    torch.testing.assert_close(chunked, textbook)
