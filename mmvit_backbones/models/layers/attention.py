@@ -70,11 +70,14 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: O
     broadcastable to (B, H, Nq, Nk). Same values as the textbook form; ONNX export uses the textbook form.
     """
     scale = q.shape[-1] ** -0.5 if scale is None else scale
+    # one pass: textbook mode, an exported graph (before any size arithmetic: traced sizes are tensors), and
+    # torch.compile, which fuses the map operations itself (its trace of the chunk loop with in-place workspace
+    # writes compiled for over 20 minutes on 2 cores for DeepViT-S)
+    if _NAIVE or is_exporting() or torch.compiler.is_compiling():
+        return _textbook_attention(q, k, v, bias, scale, mix)
     b, heads, nk = q.shape[0], q.shape[1], k.shape[2]
     rows = max(1, (chunk_elements or MAP_CHUNK_ELEMENTS) // max(1, b * heads * nk))
-    # one pass: an exported graph or textbook mode; and torch.compile, which fuses the map operations itself (its
-    # trace of the chunk loop with in-place workspace writes compiled for over 20 minutes on 2 cores for DeepViT-S)
-    if q.shape[2] <= rows or _NAIVE or is_exporting() or torch.compiler.is_compiling():
+    if q.shape[2] <= rows:
         return _textbook_attention(q, k, v, bias, scale, mix)
     return _ChunkedAttention.apply(q, k, v, bias, scale, mix, rows)
 
