@@ -9,7 +9,8 @@
     python tools/benchmark.py --models DeepViT:s:with_cp=True --modes fwd+bwd   # with backbone arguments
 
 Modes (``--modes``): ``fwd`` inference (eval, no_grad); ``fwd+bwd`` forward + backward of the sum of the output
-means (train mode); ``step`` a full training step (forward + backward + AdamW step; fp16 with a GradScaler).
+means (train mode; each output's gradient laid out like the output, as a neck's convolution returns it); ``step`` a
+full training step (forward + backward + AdamW step; fp16 with a GradScaler).
 
 Every row is measured in a fresh process (so that peak memory is its own and a crash or an out-of-memory kill only
 loses that row). Columns:
@@ -17,10 +18,11 @@ loses that row). Columns:
 * ``GFLOPs``: per image, for the mode (forward, or forward+backward), counted by ``torch.utils.flop_counter``
   (multiply-adds x2) with fake tensors and textbook attention (whose matmuls are counted exactly);
 * ``GFLOP/s`` achieved, and ``GEMM frac``: that rate divided by the rate of a 2048x2048 ``torch.mm`` (in the compute
-  dtype) measured in the same process right before the model is timed: the practical ceiling of the machine, which
-  also normalises for other load on a shared machine;
+  dtype) measured in the same process, the median of probes right before the model and after every timed step: the
+  practical ceiling of the machine, which also normalises for other load on a shared machine;
 * ``peak MB``: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the peak growth of the resident memory (sampled
-  every 2 ms) over the built model;
+  every 2 ms, in one more step after the timed ones: the sampler thread would slow the timed steps) over the built
+  model;
 * ``--compare-naive``: the same weights through textbook attention (softmax(QK^T)V instead of SDPA): speed, memory
   and max output difference;
 * ``--compile``: the same row under ``torch.compile(dynamic=True)``: speed-up over eager, max output difference
@@ -41,15 +43,13 @@ import resource
 import statistics
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import _bootstrap  # noqa: F401
 import torch
 
 DEFAULT_MODELS = ['PyramidTNT:s', 'GCViT:t', 'ShuntedTransformer:s', 'T2TViT:14', 'PlainViT:s', 'BoTNet:50', 'TNT:s',
-                  'MLPMixer:b16', 'ResMLP:24']
-DEFAULT_MODELS += ['CSWin:t']
-DEFAULT_MODELS += ['DeepViT:s']
+                  'MLPMixer:b16', 'ResMLP:24', 'CSWin:t', 'DeepViT:s']
 MODES = ('fwd', 'fwd+bwd', 'step')
 AMP_DTYPES = {None: None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 DEFAULT_SIZES = ['800x1333', '512x512']  # detection and segmentation inputs
@@ -164,8 +164,11 @@ class Runner:
                 return net(self.x)
         with self.autocast():
             outs = net(self.x)
-            loss = sum(o.float().mean() for o in outs)
-        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        # backward of the sum of the outputs' means, with each gradient laid out like its output: a detector's neck
+        # (a convolution) hands a channels-last map a channels-last gradient, while `o.mean().backward()` would hand
+        # it a contiguous one and add layout conversions to the backbone's backward that no detector causes
+        grads = [torch.full_like(o, 1.0 / o.numel()) for o in outs]
+        torch.autograd.backward(outs, self.scaler.scale(grads) if self.scaler else grads)
         if self.optimizer is not None:
             if self.scaler:
                 self.scaler.step(self.optimizer)
@@ -176,8 +179,9 @@ class Runner:
             p.grad = None
         return outs
 
-    def time(self, net: Optional[torch.nn.Module], warmup: int, iters: int) -> float:
-        """Median seconds per step."""
+    def time(self, net: Optional[torch.nn.Module], warmup: int, iters: int,
+             between: Optional[Callable[[], None]] = None) -> float:
+        """Median seconds per step; ``between`` (untimed) runs after every timed step."""
         for _ in range(warmup):
             self.step(net)
         _sync(self.device)
@@ -187,7 +191,26 @@ class Runner:
             self.step(net)
             _sync(self.device)
             times.append(time.perf_counter() - start)
+            if between is not None:
+                between()
         return statistics.median(times)
+
+    def time_and_peak(self, warmup: int, iters: int,
+                      between: Optional[Callable[[], None]] = None) -> Tuple[float, float]:
+        """Median seconds per step (:meth:`time`) and the peak memory of a step in MB: ``max_memory_allocated`` on
+        CUDA; on CPU the peak growth of the resident memory over what it was before the warm-up, sampled in one
+        extra step after the timed ones. The sampler thread wakes every 2 ms; on a machine with as many cores as
+        compute threads it preempts one of them and stalls every parallel region (DeepViT-S at 800x1333, 2 threads
+        on 2 cores: 10-25% slower), so it never runs while steps are timed."""
+        base_rss = _rss_mb()
+        if self.device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats(self.device)
+        seconds = self.time(None, warmup, iters, between)
+        if self.device.type == 'cuda':
+            return seconds, torch.cuda.max_memory_allocated(self.device) / 2**20
+        with _PeakRSS() as rss:
+            self.step()
+        return seconds, rss.peak - base_rss
 
     def outputs(self, net: Optional[torch.nn.Module] = None) -> List[torch.Tensor]:
         """Eval-mode outputs (float32, CPU) for comparisons."""
@@ -251,19 +274,18 @@ def _measure(spec: str, size: Size2d, batch: int, mode: str, args, naive: bool) 
     model = _build(spec).to(device)
     x = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
     runner = Runner(model, x, mode, args.amp)
-    # the ceiling, measured right before the model in the same process (and under the same load)
-    result = dict(gemm_gflops=gemm_gflops(device, AMP_DTYPES[args.amp] or torch.float32))
+    # the ceiling, in the same process and under the same load: the median of probes right before the model and
+    # after every timed step (on a shared machine the load drifts within seconds: one probe read 111-173 GFLOP/s)
+    dtype = AMP_DTYPES[args.amp] or torch.float32
+    probes = [gemm_gflops(device, dtype)]
+    result = {}
     with naive_attention_mode(naive):
         if args.compare_naive:  # before any training step changes the weights
             # numpy, not tensors: torch shares tensors through file descriptors that die with this process
             result['outputs'] = [o.numpy() for o in runner.outputs()]
-        base_rss = _rss_mb()
-        if device.type == 'cuda':
-            torch.cuda.reset_peak_memory_stats(device)
-        with _PeakRSS() as rss:
-            result['seconds'] = runner.time(None, args.warmup, args.iters)
-        result['peak_mb'] = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda'
-                             else rss.peak - base_rss)
+        result['seconds'], result['peak_mb'] = runner.time_and_peak(
+            args.warmup, args.iters, between=lambda: probes.append(gemm_gflops(device, dtype, min_seconds=0.1)))
+    result['gemm_gflops'] = statistics.median(probes)
     if args.compile and not naive:
         other = args.recompile_sizes
         if other is None:

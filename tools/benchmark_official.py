@@ -43,7 +43,8 @@ and pooling where the official model has them) with the tolerance ``1e-4 max|ref
 fails say MISMATCH.
 
 Modes (``--modes``): ``fwd`` inference (eval, no_grad); ``fwd+bwd`` forward + backward of the sum of the output means
-(train mode): the official model's output is its pooled, classifier-free feature, ours the backbone outputs.
+(train mode; each gradient laid out like its output, as in tools/benchmark.py): the official model's output is its
+pooled, classifier-free feature, ours the backbone outputs.
 Every measurement runs in a fresh process (its own peak memory; a crash only loses that measurement); each round
 runs the official model and ours one after the other (the order flips every round, so a slow drift of the machine
 hits both alike), ``--repeats`` rounds. A process does ``--warmup`` + ``--iters`` iterations and reports the median;
@@ -389,13 +390,8 @@ def _time_job(job: dict) -> dict:
             result['final'] = final(net, x).float().cpu().numpy()
         model.train(job['mode'] != 'fwd')
     _release_memory()
-    base_rss = bench._rss_mb()
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(device)
-    with bench._PeakRSS() as rss, _quiet():
-        result['seconds'] = runner.time(None, args.warmup, args.iters)
-    result['peak_mb'] = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda'
-                         else rss.peak - base_rss)
+    with _quiet():
+        result['seconds'], result['peak_mb'] = runner.time_and_peak(args.warmup, args.iters)
     return result
 
 

@@ -1,5 +1,7 @@
 """The memory layouts the fast paths rely on (no timing here): channels-last conv weights that survive loading and
-give the same outputs, attention inputs that take SDPA's fused CPU kernel, and a package import without mmcv."""
+give the same outputs and gradients (the weight gradient taken in NCHW), attention inputs that take SDPA's fused CPU
+kernel, and a package import without mmcv."""
+import copy
 import subprocess
 import sys
 
@@ -8,8 +10,9 @@ import torch
 import torch.nn as nn
 from torch.profiler import profile
 
-from mmvit_backbones.models import BoTNet, GCViT, PyramidTNT, ShuntedTransformer
+from mmvit_backbones.models import BoTNet, DeepViT, GCViT, PyramidTNT, ShuntedTransformer
 from mmvit_backbones.models.layers import channels_last_conv_weights
+from mmvit_backbones.models.layers.memory_format import ChannelsLastConv2d, ChannelsLastConvTranspose2d
 
 TINY_SHUNTED = dict(embed_dims=(16, 32, 48, 64), depths=(1, 1, 1, 1), num_heads=(2, 2, 2, 4), mlp_ratios=(2, 2, 2, 2),
                     sr_ratios=(8, 4, 2, 1), num_conv=0)
@@ -55,6 +58,64 @@ def test_helper_converts_only_convolution_weights():
     assert _channels_last(model[0].weight) and _channels_last(model[1].weight)
     assert not _channels_last(model[0].weight.contiguous())  # the check itself tells the layouts apart
     assert model.table.is_contiguous()
+
+
+def test_helper_splits_the_backward_of_dense_spatial_convolutions_only():
+    """3x3 / 2x2-transposed dense convs get the NCHW weight gradient; 1x1 and depthwise (fast in NHWC), string
+    paddings and other padding modes keep nn.Conv2d; parameters and state dict are unchanged."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ConvTranspose2d(8, 8, 2, stride=2), nn.Conv2d(8, 8, 1),
+                          nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 8, 3, padding='same'),
+                          nn.Conv2d(8, 8, 3, padding=1, padding_mode='reflect'))
+    keys = list(model.state_dict())
+    channels_last_conv_weights(model)
+    assert [type(m) for m in model] == [ChannelsLastConv2d, ChannelsLastConvTranspose2d] + [nn.Conv2d] * 4
+    assert list(model.state_dict()) == keys and isinstance(model[0], nn.Conv2d)
+
+
+@pytest.mark.parametrize('make, kwargs', [
+    (lambda: nn.Conv2d(6, 8, 3, stride=2, padding=1), {}),
+    (lambda: nn.Conv2d(6, 8, 3, padding=2, dilation=2, bias=False), {}),
+    (lambda: nn.ConvTranspose2d(6, 8, 2, stride=2), {}),
+    (lambda: nn.ConvTranspose2d(6, 8, 3, stride=2, padding=1), dict(output_size=(14, 16)))])
+def test_split_backward_equals_the_convolution_backward(make, kwargs):
+    torch.manual_seed(0)
+    reference = make()
+    conv = channels_last_conv_weights(copy.deepcopy(reference))
+    x = torch.randn(2, 6, 7, 8, requires_grad=True)
+    out, expected = conv(x, **kwargs), reference(x, **kwargs)
+    assert type(out.grad_fn).__name__ == '_WeightGradInNCHWBackward'
+    torch.testing.assert_close(out, expected)
+    weights = torch.randn_like(expected)
+    got = torch.autograd.grad(out, [x, *conv.parameters()], weights)
+    want = torch.autograd.grad(expected, [x, *reference.parameters()], weights)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    conv.weight.requires_grad_(False)  # a frozen weight (and inference) runs the plain convolution
+    assert type(conv(x, **kwargs).grad_fn).__name__ == 'ConvolutionBackward0'
+
+
+@pytest.mark.parametrize('build', [
+    lambda: ShuntedTransformer(arch=TINY_SHUNTED), lambda: BoTNet(arch=TINY_BOTNET, zero_init_residual=False),
+    lambda: PyramidTNT(arch=TINY_PTNT, pretrain_img_size=64), lambda: GCViT(arch='xxt'),
+    lambda: DeepViT(arch=dict(embed_dims=48, depth=2, num_heads=4, cnn_stem=True))])
+def test_training_gradients_equal_those_of_the_plain_convolutions(build):
+    """A training step of each backbone gives the gradients aten's convolution backward gives for the same
+    (channels-last) weights: the split backward only changes where the weight gradient is computed."""
+    torch.manual_seed(0)
+    model = build().train()
+    assert any(isinstance(m, ChannelsLastConv2d) for m in model.modules())
+    reference = copy.deepcopy(model)
+    for m in _convs(reference):
+        m.__class__ = nn.ConvTranspose2d if isinstance(m, nn.ConvTranspose2d) else nn.Conv2d
+    x = torch.randn(2, 3, 72, 100)
+    outs, ref_outs = model(x), reference(x)
+    grads = [torch.randn_like(o) for o in ref_outs]
+    torch.autograd.backward(outs, grads)
+    torch.autograd.backward(ref_outs, grads)
+    for (name, p), ref in zip(model.named_parameters(), reference.parameters()):
+        assert (p.grad is None) == (ref.grad is None), name
+        if ref.grad is not None:
+            torch.testing.assert_close(p.grad, ref.grad, rtol=1e-5, atol=1e-6, msg=lambda m: f'{name}: {m}')
 
 
 def _attention_kernels(model: nn.Module, x: torch.Tensor):

@@ -75,7 +75,8 @@ from timm.layers import DropPath
 
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import Mlp, SimpleFeaturePyramid, SizeCache, ViTAttention, chunked_attention
+from ..layers import (Mlp, SimpleFeaturePyramid, SizeCache, ViTAttention, channels_last_conv_weights,
+                      chunked_attention)
 from .base import PyramidBackbone
 from .plain_vit import PlainViT, _resize_pos_embed_pre_hook
 
@@ -118,6 +119,9 @@ class ConvPatchEmbed(nn.Module):
         self.bn2 = nn.BatchNorm2d(stem_channels)
         self.proj = nn.Conv2d(stem_channels, dim, PATCH_SIZE // 2, stride=PATCH_SIZE // 2)
         self.with_cp = False
+        # oneDNN runs these convolutions in NHWC much faster than in NCHW on CPU (800x1344 input, 2 threads: 540 ->
+        # 370 ms for the three); the NHWC output is then already the contiguous token layout
+        channels_last_conv_weights(self)
 
     def _stride2_maps(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(x)), inplace=True)  # (B, 64, H/2, W/2)

@@ -123,7 +123,12 @@ class _ChunkedAttention(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         grad_q, grad_k, grad_v = [], torch.zeros_like(k), torch.zeros_like(v)
         grad_mix = torch.zeros_like(mix) if mix is not None else None
-        grad_bias = torch.zeros_like(bias) if ctx.needs_input_grad[3] else None
+        # a bias with a row per query row gets each row written once, by its chunk (no zero fill); a bias shared by
+        # all query rows sums over the chunks
+        bias_per_row = bias is not None and bias.shape[-2] > 1
+        grad_bias = None
+        if ctx.needs_input_grad[3]:
+            grad_bias = torch.empty_like(bias) if bias_per_row else torch.zeros_like(bias)
         workspace = qs.new_empty(3, b * heads * rows * nk)
         for start in range(0, nq, rows):
             n = min(rows, nq - start)
@@ -145,7 +150,10 @@ class _ChunkedAttention(torch.autograd.Function):
                                                                     if mix is None else scratch)
             if grad_bias is not None:  # reduced over the axes the bias broadcasts along
                 grad_bias_rows = _bias_rows(grad_bias, start, rows)
-                grad_bias_rows += grad_logits.sum_to_size(grad_bias_rows.shape)
+                if bias_per_row:
+                    grad_bias_rows.copy_(grad_logits.sum_to_size(grad_bias_rows.shape))
+                else:
+                    grad_bias_rows += grad_logits.sum_to_size(grad_bias_rows.shape)
             # logits = (q * scale) k^T:  dq = scale * dlogits k,  dk += dlogits^T (q * scale)
             grad_q.append((grad_logits @ k).mul_(scale))
             grad_k.view(b * heads, nk, -1).baddbmm_(grad_logits.view(b * heads, n, nk).transpose(1, 2),

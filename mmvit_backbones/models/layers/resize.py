@@ -20,7 +20,7 @@ from typing import Callable, Hashable, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .traceable import is_exporting, traced_interpolate
+from .traceable import bicubic_matrix, is_exporting, traced_interpolate
 
 Size2d = Tuple[int, int]
 
@@ -68,10 +68,13 @@ def resize_dense_bias(bias: torch.Tensor, src_q_hw: Size2d, src_k_hw: Size2d, ds
     column is an image over queries). Each pass is a 2-D bicubic interpolation, so the result is the tensor-product
     bicubic interpolation of the 4-D table, which keeps smooth biases smooth in both grids.
 
-    Bicubic passes run as products with PyTorch's interpolation matrices (:func:`~.traceable.traced_interpolate`:
+    Bicubic passes run as products with PyTorch's interpolation matrices (:func:`~.traceable.bicubic_matrix`:
     the same taps and weights as ``F.interpolate``, equal to float rounding). The bias is resized in every training
     step (its table learns), and there the matrices matter: the backward of ``F.interpolate(mode='bicubic')`` is a
     scalar scatter loop on CPU (PyramidTNT-S at 800x1333: 10% of a training step), that of a matrix product a GEMM.
+    The query pass multiplies along the query axis in place (:func:`_bicubic_over_rows`), so the result comes out
+    in the (Nq, Nk) layout attention reads, without the transposed copies of a whole map (282 MB for PyramidTNT-S's
+    stage 0 at 800x1333) in forward and backward.
     """
     lead = bias.shape[:-2]
     nq, nk = bias.shape[-2:]
@@ -89,10 +92,24 @@ def resize_dense_bias(bias: torch.Tensor, src_q_hw: Size2d, src_k_hw: Size2d, ds
         out = out.reshape(groups, nq, -1)
     nk_new = out.shape[-1]
     if exporting or tuple(src_q_hw) != tuple(dst_q_hw):
-        out = out.transpose(1, 2).reshape(groups * nk_new, 1, *src_q_hw)
-        out = resize(out, dst_q_hw, mode)
-        out = out.reshape(groups, nk_new, -1).transpose(1, 2)
+        if exporting or mode == 'bicubic':
+            out = _bicubic_over_rows(out, src_q_hw, dst_q_hw)
+        else:
+            out = out.transpose(1, 2).reshape(groups * nk_new, 1, *src_q_hw)
+            out = resize(out, dst_q_hw, mode)
+            out = out.reshape(groups, nk_new, -1).transpose(1, 2)
     return out.reshape(*lead, out.shape[-2], nk_new).to(bias.dtype)
+
+
+def _bicubic_over_rows(x: torch.Tensor, src_hw: Size2d, dst_hw: Size2d) -> torch.Tensor:
+    """Bicubic resize (``F.interpolate``'s, as matrix products) of the grid that the middle axis of ``x`` (G, sh*sw,
+    N) is laid out on: (G, dh*dw, N), the last axis still innermost."""
+    groups, n = x.shape[0], x.shape[-1]
+    rows = bicubic_matrix(dst_hw[0], src_hw[0], device=x.device)  # (dh, sh)
+    cols = bicubic_matrix(dst_hw[1], src_hw[1], device=x.device)  # (dw, sw)
+    x = cols @ x.reshape(groups * src_hw[0], src_hw[1], n)  # along the grid's columns: (G*sh, dw, N)
+    x = rows @ x.reshape(groups, src_hw[0], -1)  # along its rows: (G, dh, dw*N)
+    return x.reshape(groups, -1, n)
 
 
 def resize_relative_position_table(table: torch.Tensor, src_window: Size2d, dst_window: Size2d,

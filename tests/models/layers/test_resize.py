@@ -26,6 +26,7 @@ def test_dense_bias_resize_is_pytorch_bicubic_in_values_and_gradients(dst_q, dst
     ours = resize_dense_bias(table, src_q, src_k, dst_q, dst_k)
     reference = interpolate_dense_bias(table, src_q, src_k, dst_q, dst_k)
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    assert ours.is_contiguous()  # the (Nq, Nk) layout attention reads: no transposed copy of a whole map
     weights = torch.randn_like(reference)
     grad_ours, = torch.autograd.grad((ours * weights).sum(), table)
     grad_reference, = torch.autograd.grad((reference * weights).sum(), table)
