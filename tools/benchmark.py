@@ -198,19 +198,23 @@ class Runner:
     def time_and_peak(self, warmup: int, iters: int,
                       between: Optional[Callable[[], None]] = None) -> Tuple[float, float]:
         """Median seconds per step (:meth:`time`) and the peak memory of a step in MB: ``max_memory_allocated`` on
-        CUDA; on CPU the peak growth of the resident memory over what it was before the warm-up, sampled in one
-        extra step after the timed ones. The sampler thread wakes every 2 ms; on a machine with as many cores as
-        compute threads it preempts one of them and stalls every parallel region (DeepViT-S at 800x1333, 2 threads
-        on 2 cores: 10-25% slower), so it never runs while steps are timed."""
+        CUDA; on CPU the peak growth of the resident memory over what it was before the warm-up, sampled during the
+        warm-up and in one extra step after the timed ones. The sampler thread wakes every 2 ms; on a machine with as
+        many cores as compute threads it preempts one of them and stalls every parallel region (DeepViT-S at
+        800x1333, 2 threads on 2 cores: 10-25% slower), so it never runs while steps are timed."""
         base_rss = _rss_mb()
         if self.device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats(self.device)
-        seconds = self.time(None, warmup, iters, between)
+        with _PeakRSS() as warmup_rss:  # untimed: one-time allocations (caches) of the first steps count too
+            for _ in range(warmup):
+                self.step()
+            _sync(self.device)
+        seconds = self.time(None, 0, iters, between)
         if self.device.type == 'cuda':
             return seconds, torch.cuda.max_memory_allocated(self.device) / 2**20
         with _PeakRSS() as rss:
             self.step()
-        return seconds, rss.peak - base_rss
+        return seconds, max(warmup_rss.peak, rss.peak) - base_rss
 
     def outputs(self, net: Optional[torch.nn.Module] = None) -> List[torch.Tensor]:
         """Eval-mode outputs (float32, CPU) for comparisons."""

@@ -12,6 +12,7 @@ from torch.profiler import profile
 
 from mmvit_backbones.models import BoTNet, DeepViT, GCViT, PyramidTNT, ShuntedTransformer
 from mmvit_backbones.models.layers import channels_last_conv_weights
+from mmvit_backbones.models.layers import memory_format
 from mmvit_backbones.models.layers.memory_format import ChannelsLastConv2d, ChannelsLastConvTranspose2d
 
 TINY_SHUNTED = dict(embed_dims=(16, 32, 48, 64), depths=(1, 1, 1, 1), num_heads=(2, 2, 2, 4), mlp_ratios=(2, 2, 2, 2),
@@ -77,11 +78,14 @@ def test_helper_splits_the_backward_of_dense_spatial_convolutions_only():
     (lambda: nn.Conv2d(6, 8, 3, padding=2, dilation=2, bias=False), {}),
     (lambda: nn.ConvTranspose2d(6, 8, 2, stride=2), {}),
     (lambda: nn.ConvTranspose2d(6, 8, 3, stride=2, padding=1), dict(output_size=(14, 16)))])
-def test_split_backward_equals_the_convolution_backward(make, kwargs):
+def test_split_backward_equals_the_convolution_backward(make, kwargs, monkeypatch):
     torch.manual_seed(0)
+    x = torch.randn(2, 6, 7, 8, requires_grad=True)
+    conv = channels_last_conv_weights(make())
+    assert type(conv(x, **kwargs).grad_fn).__name__ == 'ConvolutionBackward0'  # a small map: the plain backward
+    monkeypatch.setattr(memory_format, 'SPLIT_MIN_ELEMENTS', 0)
     reference = make()
     conv = channels_last_conv_weights(copy.deepcopy(reference))
-    x = torch.randn(2, 6, 7, 8, requires_grad=True)
     out, expected = conv(x, **kwargs), reference(x, **kwargs)
     assert type(out.grad_fn).__name__ == '_WeightGradInNCHWBackward'
     torch.testing.assert_close(out, expected)
@@ -98,9 +102,10 @@ def test_split_backward_equals_the_convolution_backward(make, kwargs):
     lambda: ShuntedTransformer(arch=TINY_SHUNTED), lambda: BoTNet(arch=TINY_BOTNET, zero_init_residual=False),
     lambda: PyramidTNT(arch=TINY_PTNT, pretrain_img_size=64), lambda: GCViT(arch='xxt'),
     lambda: DeepViT(arch=dict(embed_dims=48, depth=2, num_heads=4, cnn_stem=True))])
-def test_training_gradients_equal_those_of_the_plain_convolutions(build):
+def test_training_gradients_equal_those_of_the_plain_convolutions(build, monkeypatch):
     """A training step of each backbone gives the gradients aten's convolution backward gives for the same
     (channels-last) weights: the split backward only changes where the weight gradient is computed."""
+    monkeypatch.setattr(memory_format, 'SPLIT_MIN_ELEMENTS', 0)  # every conv of these tiny models takes it
     torch.manual_seed(0)
     model = build().train()
     assert any(isinstance(m, ChannelsLastConv2d) for m in model.modules())

@@ -19,7 +19,7 @@ One part of NHWC is slow on CPU: oneDNN's **weight gradient** of a dense convolu
 ms), while the input gradient and the forward are faster in NHWC, and 1x1 and depthwise convolutions are fast in both.
 Such convolutions therefore become :class:`ChannelsLastConv2d` / :class:`ChannelsLastConvTranspose2d` (same
 parameters and state dict; ``isinstance`` of ``nn.Conv2d``/``nn.ConvTranspose2d``): on CPU, when the weight needs a
-gradient, the backward computes the input gradient in NHWC and the weight gradient from NCHW copies of the input and
+gradient and the input map is large (:data:`SPLIT_MIN_ELEMENTS`), the backward computes the input gradient in NHWC and the weight gradient from NCHW copies of the input and
 the output gradient (the same oneDNN kernels, bit-identical results; the two copies cost ~5% of what they save).
 Everything else (CUDA, inference, frozen weights, export, ``torch.compile``) runs the plain convolution.
 """
@@ -62,9 +62,17 @@ class _WeightGradInNCHW(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, None, None, None, None, None, None
 
 
+# Input values per image from which the split backward pays: below ~1M (e.g. 64 channels at 128x128) the NHWC weight
+# gradient is no slower and the two copies would cost (3x3 convs, 2 threads: at 64 channels x 200x200 144 vs 194 ms,
+# at 256 channels x 16x16 equal).
+SPLIT_MIN_ELEMENTS = 2 ** 20
+
+
 def _weight_grad_in_nchw(conv: nn.Module, x: torch.Tensor) -> bool:
-    """Whether this call takes the split backward: CPU training of the weight, outside export and compilation."""
+    """Whether this call takes the split backward: CPU training of the weight on a large map, outside export and
+    compilation."""
     return (conv.weight.requires_grad and torch.is_grad_enabled() and x.device.type == 'cpu'
+            and x.dim() == 4 and x.shape[0] > 0 and x[0].numel() >= SPLIT_MIN_ELEMENTS
             and not is_exporting() and not torch.compiler.is_compiling())
 
 
