@@ -21,8 +21,8 @@ loses that row). Columns:
   dtype) measured in the same process, the median of probes right before the model and after every timed step: the
   practical ceiling of the machine, which also normalises for other load on a shared machine;
 * ``peak MB``: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the peak growth of the resident memory (sampled
-  every 2 ms, in one more step after the timed ones: the sampler thread would slow the timed steps) over the built
-  model;
+  every 2 ms during the warm-up and one more step after the timed ones: the sampler thread would slow the timed
+  steps) over the built model;
 * ``--compare-naive``: the same weights through textbook attention (softmax(QK^T)V instead of SDPA): speed, memory
   and max output difference;
 * ``--compile``: the same row under ``torch.compile(dynamic=True)``: speed-up over eager, max output difference

@@ -19,9 +19,10 @@ One part of NHWC is slow on CPU: oneDNN's **weight gradient** of a dense convolu
 ms), while the input gradient and the forward are faster in NHWC, and 1x1 and depthwise convolutions are fast in both.
 Such convolutions therefore become :class:`ChannelsLastConv2d` / :class:`ChannelsLastConvTranspose2d` (same
 parameters and state dict; ``isinstance`` of ``nn.Conv2d``/``nn.ConvTranspose2d``): on CPU, when the weight needs a
-gradient and the input map is large (:data:`SPLIT_MIN_ELEMENTS`), the backward computes the input gradient in NHWC and the weight gradient from NCHW copies of the input and
-the output gradient (the same oneDNN kernels, bit-identical results; the two copies cost ~5% of what they save).
-Everything else (CUDA, inference, frozen weights, export, ``torch.compile``) runs the plain convolution.
+gradient and the input map is large (:data:`SPLIT_MIN_ELEMENTS`), the backward computes the input gradient in NHWC
+and the weight gradient from NCHW copies of the input and the output gradient (the same oneDNN kernels, bit-identical
+results). Everything else (CUDA, inference, frozen weights, small maps, export, ``torch.compile``) runs the plain
+convolution.
 """
 from typing import List, Optional, Sequence
 
