@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 from torch.profiler import profile
 
-from mmvit_backbones.models import BoTNet, DeepViT, GCViT, PyramidTNT, ShuntedTransformer
+from mmvit_backbones.models import BoTNet, GCViT, PyramidTNT, ShuntedTransformer
 from mmvit_backbones.models.layers import channels_last_conv_weights
 from mmvit_backbones.models.layers import memory_format
 from mmvit_backbones.models.layers.memory_format import ChannelsLastConv2d, ChannelsLastConvTranspose2d
@@ -71,6 +71,8 @@ def test_helper_splits_the_backward_of_dense_spatial_convolutions_only():
     channels_last_conv_weights(model)
     assert [type(m) for m in model] == [ChannelsLastConv2d, ChannelsLastConvTranspose2d] + [nn.Conv2d] * 4
     assert list(model.state_dict()) == keys and isinstance(model[0], nn.Conv2d)
+    plain = channels_last_conv_weights(nn.Sequential(nn.Conv2d(3, 8, 3)), split_backward=False)
+    assert type(plain[0]) is nn.Conv2d and _channels_last(plain[0].weight)
 
 
 @pytest.mark.parametrize('make, kwargs', [
@@ -100,8 +102,7 @@ def test_split_backward_equals_the_convolution_backward(make, kwargs, monkeypatc
 
 @pytest.mark.parametrize('build', [
     lambda: ShuntedTransformer(arch=TINY_SHUNTED), lambda: BoTNet(arch=TINY_BOTNET, zero_init_residual=False),
-    lambda: PyramidTNT(arch=TINY_PTNT, pretrain_img_size=64), lambda: GCViT(arch='xxt'),
-    lambda: DeepViT(arch=dict(embed_dims=48, depth=2, num_heads=4, cnn_stem=True))])
+    lambda: PyramidTNT(arch=TINY_PTNT, pretrain_img_size=64), lambda: GCViT(arch='xxt')])
 def test_training_gradients_equal_those_of_the_plain_convolutions(build, monkeypatch):
     """A training step of each backbone gives the gradients aten's convolution backward gives for the same
     (channels-last) weights: the split backward only changes where the weight gradient is computed."""

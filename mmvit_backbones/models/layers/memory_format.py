@@ -107,13 +107,15 @@ def _split_backward_class(m: nn.Module) -> Optional[type]:
     return {nn.Conv2d: ChannelsLastConv2d, nn.ConvTranspose2d: ChannelsLastConvTranspose2d}.get(type(m))
 
 
-def channels_last_conv_weights(module: nn.Module) -> nn.Module:
-    """Store the weight of every 2-D (transposed) convolution inside ``module`` channels-last, in place; dense
-    convolutions with a spatial kernel take their CPU weight gradient in NCHW (module docstring)."""
+def channels_last_conv_weights(module: nn.Module, split_backward: bool = True) -> nn.Module:
+    """Store the weight of every 2-D (transposed) convolution inside ``module`` channels-last, in place; with
+    ``split_backward`` dense convolutions with a spatial kernel take their CPU weight gradient in NCHW (module
+    docstring). Its NCHW copies are transient but add up to twice a conv's input map to the memory of that moment:
+    where that map is the model's largest and its backward comes at the memory peak, pass False."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             m.weight.data = m.weight.data.to(memory_format=torch.channels_last)
-            new_class = _split_backward_class(m)
+            new_class = _split_backward_class(m) if split_backward else None
             if new_class is not None:
                 m.__class__ = new_class  # same parameters, buffers and hooks; only forward differs
     return module
