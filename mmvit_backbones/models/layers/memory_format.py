@@ -72,9 +72,10 @@ SPLIT_MIN_ELEMENTS = 2 ** 20
 def _weight_grad_in_nchw(conv: nn.Module, x: torch.Tensor) -> bool:
     """Whether this call takes the split backward: CPU training of the weight on a large map, outside export and
     compilation."""
-    return (conv.weight.requires_grad and torch.is_grad_enabled() and x.device.type == 'cpu'
-            and x.dim() == 4 and x.shape[0] > 0 and x[0].numel() >= SPLIT_MIN_ELEMENTS
-            and not is_exporting() and not torch.compiler.is_compiling())
+    # export and compilation first: size comparisons on traced or symbolic sizes would be recorded as guards
+    return (not is_exporting() and not torch.compiler.is_compiling()
+            and conv.weight.requires_grad and torch.is_grad_enabled() and x.device.type == 'cpu'
+            and x.dim() == 4 and x.shape[0] > 0 and x[0].numel() >= SPLIT_MIN_ELEMENTS)
 
 
 class ChannelsLastConv2d(nn.Conv2d):
