@@ -242,6 +242,9 @@ def compile_check(runner: Runner, warmup: int, iters: int, backend: str,
     """Time ``torch.compile(model, dynamic=True)``, compare it with eager and count graph breaks/recompilations."""
     import torch._dynamo
     from torch._dynamo.utils import counters
+    if runner.mode != 'fwd':  # a compiled backward with dynamic shapes needs it (mmvit_backbones/engine/compile.py)
+        from mmvit_backbones.engine import enable_dynamic_shape_training
+        enable_dynamic_shape_training()
     torch._dynamo.reset()
     counters.clear()
     compiled = torch.compile(runner.model, dynamic=True, backend=backend)

@@ -15,6 +15,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmvit_backbones  # noqa: F401  (registers the backbones; safe checkpoint loading)
+from mmvit_backbones.engine import enable_dynamic_shape_training
 
 
 def parse_args(argv=None):
@@ -52,6 +53,8 @@ def build_config(args) -> Config:
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
+    if cfg.get('compile'):  # mmengine compiles train_step, forward + backward: see engine/compile.py
+        enable_dynamic_shape_training()
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
     close_distributed()

@@ -76,7 +76,7 @@ from timm.layers import DropPath
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import (Mlp, SimpleFeaturePyramid, SizeCache, ViTAttention, channels_last_conv_weights,
-                      chunked_attention)
+                      chunked_attention, tokens_to_map)
 from .base import PyramidBackbone
 from .plain_vit import PlainViT, _resize_pos_embed_pre_hook
 
@@ -410,4 +410,4 @@ def block_and_norm_maps(model: DeepViT, x: torch.Tensor, block_ids: Sequence[int
         for hook in hooks:
             hook.remove()
     gh, gw = -(-x.shape[-2] // PATCH_SIZE), -(-x.shape[-1] // PATCH_SIZE)
-    return {name: t[:, 1:].transpose(1, 2).reshape(t.shape[0], t.shape[-1], gh, gw) for name, t in captured.items()}
+    return {name: tokens_to_map(t[:, 1:], (gh, gw)) for name, t in captured.items()}

@@ -280,16 +280,18 @@ class GCViTBlock(nn.Module):
         b, h, w, c = x.shape
         win = self.window
         y = self.norm1(x)
-        pad_b, pad_r = (-h) % win, (-w) % win
+        # windows per column/row first, the padded size as their multiple: with symbolic sizes (torch.compile)
+        # the partition's views then need no proof that h + (-h % win) is a multiple of win
+        nh, nw = ceil_div(h, win), ceil_div(w, win)
+        hp, wp = nh * win, nw * win
         exporting = is_exporting()  # traced sizes: pad and crop always (possibly by 0)
-        if exporting or pad_b or pad_r:  # zeros after the norm, as the official detector; cropped after attention
-            y = F.pad(y, (0, 0, 0, pad_r, 0, pad_b))
-        hp, wp = h + pad_b, w + pad_r
+        if exporting or hp != h or wp != w:  # zeros after the norm, as the official detector; cropped after attention
+            y = F.pad(y, (0, 0, 0, wp - w, 0, hp - h))
         # window partition: (B, Hp, Wp, C) -> (B * nW, win * win, C), windows in row-major order per image
-        y = y.view(b, hp // win, win, wp // win, win, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, win * win, c)
+        y = y.view(b, nh, win, nw, win, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, win * win, c)
         y = self.attn(y, q_global)
-        y = y.view(b, hp // win, wp // win, win, win, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
-        if exporting or pad_b or pad_r:
+        y = y.view(b, nh, nw, win, win, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
+        if exporting or hp != h or wp != w:
             y = y[:, :h, :w]
         x = x + self.drop_path(y if self.gamma1 is None else self.gamma1 * y)
         y = self.mlp(self.norm2(x))

@@ -44,7 +44,8 @@ from timm.layers import trunc_normal_
 
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import SimpleFeaturePyramid, SizeCache, ViTBlock, init_linear_and_layernorm, resize_grid_embed
+from ..layers import (SimpleFeaturePyramid, SizeCache, ViTBlock, init_linear_and_layernorm, resize_grid_embed,
+                      tokens_to_map)
 from ..layers.traceable import ceil_div, is_exporting
 from .base import PyramidBackbone
 
@@ -229,7 +230,7 @@ class PlainViT(PyramidBackbone):
         if self.norm is not None:
             tokens = self.norm(tokens)
         b, _, d = tokens.shape
-        feature = tokens[:, 1:].transpose(1, 2).reshape(b, d, gh, gw)  # drop cls: (B, D, H/p, W/p)
+        feature = tokens_to_map(tokens[:, 1:], (gh, gw))  # drop cls: (B, D, H/p, W/p)
         if self.patch_size == 8:  # stride 8 -> 16; ceil_mode keeps ceil(H/16) cells for odd grids
             feature = F.avg_pool2d(feature, kernel_size=2, stride=2, ceil_mode=True)
         outs = self.pyramid(feature, levels=self.out_indices)
@@ -317,8 +318,7 @@ def _parity_adapter(fixture: dict) -> ParityAdapter:
                 hook.remove()
             with torch.no_grad():
                 model.pos_embed.copy_(original)
-        result = {name: t[:, 1:].transpose(1, 2).reshape(t.shape[0], t.shape[-1], gh, gw)
-                  for name, t in captured.items()}
+        result = {name: tokens_to_map(t[:, 1:], (gh, gw)) for name, t in captured.items()}
         result['cls'] = captured['norm'][:, 0]
         return result
 

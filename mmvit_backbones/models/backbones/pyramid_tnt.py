@@ -66,7 +66,7 @@ from ...checkpoint import StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import (DoubleResolution, Mlp, SizeCache, attention, channels_last_conv_weights, init_conv_fan_out,
-                      init_linear_and_layernorm, resize_dense_bias, resize_grid_embed)
+                      init_linear_and_layernorm, resize_dense_bias, resize_grid_embed, tokens_to_map)
 from ..layers.traceable import ceil_div, is_exporting
 from .base import PyramidBackbone
 
@@ -87,11 +87,6 @@ def _pair(size: Union[int, Sequence[int]], name: str) -> Size2d:
     return int(size[0]), int(size[1])
 
 
-def _tokens_to_map(x: torch.Tensor, hw: Size2d) -> torch.Tensor:
-    """(B, H*W, C) row-major tokens -> (B, C, H, W)."""
-    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], hw[0], hw[1])
-
-
 def _sdpa_bias_layout(bias: torch.Tensor, multiple: int = 16) -> torch.Tensor:
     """The same values, stored the way SDPA reads an additive bias without copying it in every block.
 
@@ -106,6 +101,16 @@ def _sdpa_bias_layout(bias: torch.Tensor, multiple: int = 16) -> torch.Tensor:
     if not pad:
         return bias
     return F.pad(bias, (0, pad))[..., :bias.shape[-1]]
+
+
+@torch.compiler.disable
+def _resized_attention_bias(relative_pos: torch.Tensor, ref_query_hw: Size2d, ref_key_hw: Size2d, query_hw: Size2d,
+                            key_hw: Size2d) -> torch.Tensor:
+    """``relative_pos`` resized to the actual grids, in SDPA's layout. Outside any ``torch.compile`` graph (a graph
+    break): traced with symbolic sizes, the two bicubic passes over both grids built size expressions that dynamo
+    was still simplifying after 13 minutes (inference, on 2 cores) and after 15 (a training step of a one-block
+    model). Eagerly it is two small matrix products per input size; autograd connects it to the graph as usual."""
+    return _sdpa_bias_layout(resize_dense_bias(relative_pos, ref_query_hw, ref_key_hw, query_hw, key_hw))
 
 
 def infer_grid(num_cells: int, like: Size2d) -> Size2d:
@@ -149,7 +154,7 @@ class SpatialReductionAttention(nn.Module):
         heads, head_dim = self.num_heads, c // self.num_heads
         q = self.q(x).reshape(b, n, heads, head_dim).transpose(1, 2)  # (B, heads, N, d)
         if self.sr_ratio > 1:
-            x = self.pool(_tokens_to_map(x, hw)).flatten(2).transpose(1, 2)  # (B, Nk, C), Nk = floor-pooled grid
+            x = self.pool(tokens_to_map(x, hw)).flatten(2).transpose(1, 2)  # (B, Nk, C), Nk = floor-pooled grid
             x = self.norm(self.linear(x))
         k, v = self.kv(x).reshape(b, -1, 2, heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)  # (B, heads, Nk, d)
         out = attention(q, k, v, bias)  # scale head_dim ** -0.5 as in the official code
@@ -224,8 +229,8 @@ class Stage(nn.Module):
         """``relative_pos`` on the actual grids: (1, heads, Hq*Wq, Hk*Wk); once per forward, cached at inference."""
         query_hw = tuple(query_hw)
         key_hw = self.key_grid(query_hw)
-        return self._bias_cache.get((query_hw, key_hw), [self.relative_pos], lambda: _sdpa_bias_layout(
-            resize_dense_bias(self.relative_pos, self.query_hw, self.key_hw, query_hw, key_hw)))
+        return self._bias_cache.get((query_hw, key_hw), [self.relative_pos], lambda: _resized_attention_bias(
+            self.relative_pos, self.query_hw, self.key_hw, query_hw, key_hw))
 
 
 class Stem(nn.Module):
@@ -295,7 +300,7 @@ class SentenceMerge(nn.Module):
         self.conv = nn.Conv2d(dim_in, dim_out, 3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor, hw: Size2d) -> Tuple[torch.Tensor, Size2d]:
-        x = self.conv(_tokens_to_map(self.norm(x), hw))
+        x = self.conv(tokens_to_map(self.norm(x), hw))
         return x.flatten(2).transpose(1, 2), (x.shape[2], x.shape[3])
 
 
@@ -387,6 +392,7 @@ class PyramidTNT(PyramidBackbone):
         # the paper's detection adaptation, only for the levels returned (no unused parameters under DDP)
         self.upsamples = nn.ModuleDict() if self.native_strides else nn.ModuleDict(
             {str(i): DoubleResolution(outer_dims[i]) for i in self.out_indices})
+        self._upsample_keys = tuple(str(i) for i in range(len(self.stages)))
 
         self._init_parameters()
         self.register_load_state_dict_pre_hook(_resize_pretrained_tables)
@@ -465,14 +471,15 @@ class PyramidTNT(PyramidBackbone):
             for block in stage.blocks:
                 words, sentences = self.checkpoint(partial(block, hw=grid), words, sentences, bias)
             if i in self.out_indices:
-                outs[i] = self._output(i, _tokens_to_map(sentences, grid), h, w)
+                outs[i] = self._output(i, tokens_to_map(sentences, grid), h, w)
         return tuple(outs[i] for i in self.out_indices)
 
     def _output(self, i: int, feature: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """Stage ``i`` map (stride 2**(i+3) of the padded input) -> level ``i``, cropped to the input's extent."""
         stride = 2 ** (i + 3)
         if not self.native_strides:
-            feature, stride = self.upsamples[str(i)](feature), stride // 2
+            # (the key precomputed: torch.compile's dynamo cannot trace str() of an int and breaks the graph there)
+            feature, stride = self.upsamples[self._upsample_keys[i]](feature), stride // 2
         return feature[..., :ceil_div(h, stride), :ceil_div(w, stride)].contiguous()
 
     # ------------------------------------------------------------------------------------------------------ training

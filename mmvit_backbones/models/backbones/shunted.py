@@ -40,7 +40,8 @@ from timm.layers import DropPath
 from ...checkpoint import StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import attention, channels_last_conv_weights, init_conv_fan_out, init_linear_and_layernorm
+from ..layers import (attention, channels_last_conv_weights, init_conv_fan_out, init_linear_and_layernorm,
+                      tokens_to_map)
 from ..layers.traceable import is_exporting
 from .base import PyramidBackbone
 
@@ -50,11 +51,6 @@ Size2d = Tuple[int, int]
 # stage norms only; the stem, the patch embeddings and the attention's aggregation norms are plain nn.LayerNorm.
 BLOCK_EPS = 1e-6
 EMBED_EPS = 1e-5
-
-
-def _tokens_to_map(x: torch.Tensor, hw: Size2d) -> torch.Tensor:
-    """(B, H*W, C) row-major tokens -> (B, C, H, W)."""
-    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], hw[0], hw[1])
 
 
 class ConvStem(nn.Module):
@@ -149,7 +145,7 @@ class ShuntedAttention(nn.Module):
         b, n, c = x.shape
         q = self.q(x).reshape(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, N, d)
         if self.sr_ratio > 1:
-            grid = _tokens_to_map(x, hw)
+            grid = tokens_to_map(x, hw)
             half = self.num_heads // 2
             outs = []
             for i, branch in enumerate(self.branches):
@@ -177,7 +173,7 @@ class DetailFeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor, hw: Size2d) -> torch.Tensor:  # x: (B, N, C)
         x = self.fc1(x)
-        x = self.act(x + self.dwconv(_tokens_to_map(x, hw)).flatten(2).transpose(1, 2))
+        x = self.act(x + self.dwconv(tokens_to_map(x, hw)).flatten(2).transpose(1, 2))
         return self.fc2(x)
 
 
@@ -329,7 +325,7 @@ class ShuntedTransformer(PyramidBackbone):
             tokens, hw = self.stem(x) if i == 0 else stage.downsample(x)
             for block in stage.blocks:
                 tokens = self.checkpoint(block, tokens, hw)
-            x = _tokens_to_map(stage.norm(tokens), hw)  # (B, C_i, H_i, W_i)
+            x = tokens_to_map(stage.norm(tokens), hw)  # (B, C_i, H_i, W_i)
             if i in self.out_indices:
                 outs.append(x)
         return tuple(outs)

@@ -48,7 +48,7 @@ from ...checkpoint import StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import (Mlp, SimpleFeaturePyramid, SizeCache, ViTBlock, attention, init_linear_and_layernorm,
-                      resize_grid_embed)
+                      resize_grid_embed, tokens_to_map)
 from ..layers.traceable import ceil_div
 from .base import PyramidBackbone
 
@@ -186,7 +186,7 @@ class TokensToToken(nn.Module):
         for step, mixer in enumerate((self.attn1, self.attn2)):
             tokens, (h, w) = self.soft_split(x, step)
             tokens = run(mixer, tokens)  # (B, h*w, token_dims)
-            x = tokens.transpose(1, 2).reshape(tokens.shape[0], -1, h, w)
+            x = tokens_to_map(tokens, (h, w))
             maps.append(x)
         tokens, grid = self.soft_split(x, 2)
         return self.project(tokens), grid, maps
@@ -339,19 +339,15 @@ class T2TViT(PyramidBackbone):
             x = F.pad(x, (0, -x.shape[-1] % 4, 0, -x.shape[-2] % 4))
         tokens, (h, w), (map4, map8) = self.t2t(x, run=self.checkpoint)
         batch = tokens.shape[0]
-
-        def as_map(t: torch.Tensor) -> torch.Tensor:  # (B, h*w, D) -> (B, D, h, w)
-            return t.transpose(1, 2).reshape(batch, -1, h, w)
-
-        feats = {'stride4': map4, 'stride8': map8, 'tokens': as_map(tokens)}
+        feats = {'stride4': map4, 'stride8': map8, 'tokens': tokens_to_map(tokens, (h, w))}
         x = torch.cat([self.cls_token.expand(batch, -1, -1), tokens], dim=1) + self.position_embedding((h, w))
         for i, block in enumerate(self.blocks):
             x = self.checkpoint(block, x, (h, w))
             if i in block_indices:
-                feats[f'block{i}'] = as_map(x[:, 1:])
+                feats[f'block{i}'] = tokens_to_map(x[:, 1:], (h, w))
         if self.norm is not None:
             x = self.norm(x)
-        feats['feature'] = as_map(x[:, 1:])
+        feats['feature'] = tokens_to_map(x[:, 1:], (h, w))
         return feats
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:

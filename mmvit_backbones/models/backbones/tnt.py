@@ -62,7 +62,8 @@ from timm.layers import trunc_normal_
 from ...checkpoint import CheckpointError, StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import SimpleFeaturePyramid, SizeCache, ViTBlock, init_linear_and_layernorm, resize_grid_embed
+from ..layers import (SimpleFeaturePyramid, SizeCache, ViTBlock, init_linear_and_layernorm, resize_grid_embed,
+                      tokens_to_map)
 from ..layers.traceable import ceil_div, is_exporting
 from .base import PyramidBackbone
 
@@ -88,11 +89,6 @@ _TIMM_TOP_NAMES = {'pixel_embed.': 'patch_embed.', 'norm1_proj.': 'proj_norm1.',
 _OFFICIAL_BLOCK_PARTS = {'inner_norm1': 'inner.norm1', 'inner_attn': 'inner.attn', 'inner_norm2': 'inner.norm2',
                          'inner_mlp': 'inner.mlp', 'outer_norm1': 'outer.norm1', 'outer_attn': 'outer.attn',
                          'outer_norm2': 'outer.norm2', 'outer_mlp': 'outer.mlp'}
-
-
-def _tokens_to_map(tokens: torch.Tensor, grid: Size2d) -> torch.Tensor:
-    """(B, h*w, C) row-major tokens -> (B, C, h, w)."""
-    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], grid[0], grid[1])
 
 
 def words_to_map(words: torch.Tensor, grid: Size2d) -> torch.Tensor:
@@ -315,11 +311,11 @@ class TNT(PyramidBackbone):
         for i, block in enumerate(self.blocks):
             words, sentences = self.checkpoint(block, words, sentences, grid)
             if i in block_indices:
-                feats[f'block{i}'] = _tokens_to_map(sentences[:, 1:], grid)
+                feats[f'block{i}'] = tokens_to_map(sentences[:, 1:], grid)
         if self.norm is not None:
             sentences = self.norm(sentences)
         feats['words'] = words_to_map(words, grid)
-        feats['feature'] = _tokens_to_map(sentences[:, 1:], grid)
+        feats['feature'] = tokens_to_map(sentences[:, 1:], grid)
         return feats
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:

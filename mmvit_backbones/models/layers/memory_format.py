@@ -23,8 +23,10 @@ gradient and the input map is large (:data:`SPLIT_MIN_ELEMENTS`), the backward c
 and the weight gradient from NCHW copies of the input and the output gradient (the same oneDNN kernels, bit-identical
 results). Everything else (CUDA, inference, frozen weights, small maps, export, ``torch.compile``) runs the plain
 convolution.
+
+:func:`tokens_to_map` is that token -> map view, shared by the token backbones.
 """
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -120,3 +122,8 @@ def channels_last_conv_weights(module: nn.Module, split_backward: bool = True) -
             if new_class is not None:
                 m.__class__ = new_class  # same parameters, buffers and hooks; only forward differs
     return module
+
+
+def tokens_to_map(tokens: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
+    """(B, H*W, C) row-major tokens -> (B, C, H, W): a free view with channels-last strides (module docstring)."""
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], hw[0], hw[1])

@@ -11,7 +11,7 @@ import mmvit_backbones.models.layers.transformer as transformer_module
 from mmvit_backbones.checkpoint import CheckpointError, load_pretrained
 from mmvit_backbones.models import TNT
 from mmvit_backbones.models.backbones import tnt as tnt_module
-from mmvit_backbones.models.layers import resize_grid_embed
+from mmvit_backbones.models.layers import resize_grid_embed, tokens_to_map
 from mmvit_backbones.parity import _ADAPTERS, official_state_dict
 from mmvit_backbones.testing import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
                                      assert_builds_from_both_registries, assert_checkpoint_forms,
@@ -275,7 +275,7 @@ def test_timm_model_weights_give_timm_outputs():
         ours = model.eval().forward_intermediates(x, block_indices=[0, 1])
     torch.testing.assert_close(ours['block0'], block0, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ours['block1'], block1, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(ours['feature'], tnt_module._tokens_to_map(final[:, 1:], (4, 6)), rtol=1e-5,
+    torch.testing.assert_close(ours['feature'], tokens_to_map(final[:, 1:], (4, 6)), rtol=1e-5,
                                atol=1e-5)
     legacy = TimmTNT(img_size=(64, 96), legacy=True, **arch)
     with pytest.raises(CheckpointError, match='legacy'):
