@@ -54,7 +54,7 @@ from ...checkpoint import StateDict, read_checkpoint
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import Mlp, attention, init_linear_and_layernorm
-from ..layers.traceable import is_exporting
+from ..layers.traceable import is_exporting, pad_to_multiple
 from .base import PyramidBackbone
 
 CHECKPOINT_WEIGHTS = ('ema', 'raw')
@@ -107,7 +107,7 @@ class CSWinAttention(nn.Module):
         heads, d = self.heads, self.head_dim
         padded = width is not None and (is_exporting() or h % width != 0)  # traced sizes: always (maybe by 0)
         width = h if width is None else width
-        pad = (-h) % width
+        pad = pad_to_multiple(h, width)
         top = pad // 2  # the official split: pad // 2 before, the rest after
         if padded:
             qkv = F.pad(qkv, (0, 0, 0, 0, 0, 0, 0, 0, top, pad - top))  # zeros after the projection, as official
@@ -296,7 +296,7 @@ class CSWin(PyramidBackbone):
         ``pad_to_stride=False`` skips the stem's padding to a multiple of 4 (the official geometry, floor((H-3)/4)+1
         rows; used for parity at such sizes).
         """
-        pad_h, pad_w = (-x.shape[-2]) % 4, (-x.shape[-1]) % 4
+        pad_h, pad_w = pad_to_multiple(x.shape[-2], 4), pad_to_multiple(x.shape[-1], 4)
         if pad_to_stride and (is_exporting() or pad_h or pad_w):  # traced sizes: always pad (maybe by 0)
             x = F.pad(x, (0, pad_w, 0, pad_h))
         x = self.stem(x)  # (B, ceil(H/4), ceil(W/4), C)

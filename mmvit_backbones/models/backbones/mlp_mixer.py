@@ -42,7 +42,7 @@ from ...checkpoint import CheckpointError, StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import TOKEN_MIXING_MODES, Mlp, SimpleFeaturePyramid, init_linear_and_layernorm, mix_tokens
-from ..layers.traceable import ceil_div, is_exporting
+from ..layers.traceable import ceil_div, is_exporting, pad_to_multiple
 from .base import PyramidBackbone
 
 Size2d = Tuple[int, int]
@@ -132,7 +132,7 @@ class AllMlpBackbone(PyramidBackbone):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> token grid (B, ceil(H/p), ceil(W/p), D); the image is zero-padded to whole patches."""
         p = self.patch_size
-        pad_h, pad_w = (-x.shape[-2]) % p, (-x.shape[-1]) % p
+        pad_h, pad_w = pad_to_multiple(x.shape[-2], p), pad_to_multiple(x.shape[-1], p)
         if is_exporting() or pad_h or pad_w:  # (a traced size always pads, possibly by 0)
             x = F.pad(x, (0, pad_w, 0, pad_h))
         return self.stem.proj(x).permute(0, 2, 3, 1).contiguous()

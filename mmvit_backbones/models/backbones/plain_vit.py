@@ -46,7 +46,7 @@ from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import (SimpleFeaturePyramid, SizeCache, ViTBlock, init_linear_and_layernorm, resize_grid_embed,
                       tokens_to_map)
-from ..layers.traceable import ceil_div, is_exporting
+from ..layers.traceable import ceil_div, is_exporting, pad_to_multiple
 from .base import PyramidBackbone
 
 Size2d = Tuple[int, int]
@@ -211,7 +211,7 @@ class PlainViT(PyramidBackbone):
         """(B, C, H, W) image -> tokens (B, 1 + gh*gw, D) with cls first, and the grid (gh, gw) = ceil(H/p, W/p)."""
         p = self.patch_size
         h, w = x.shape[-2:]
-        pad_h, pad_w = (-h) % p, (-w) % p
+        pad_h, pad_w = pad_to_multiple(h, p), pad_to_multiple(w, p)
         if is_exporting() or pad_h or pad_w:  # zero-pad bottom/right to whole patches (DINO drops the remainder)
             x = F.pad(x, (0, pad_w, 0, pad_h))
         x = self.patch_embed(x)  # (B, D, gh, gw)

@@ -67,7 +67,7 @@ from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import (DoubleResolution, Mlp, SizeCache, attention, channels_last_conv_weights, init_conv_fan_out,
                       init_linear_and_layernorm, resize_dense_bias, resize_grid_embed, tokens_to_map)
-from ..layers.traceable import ceil_div, is_exporting
+from ..layers.traceable import ceil_div, is_exporting, pad_to_multiple
 from .base import PyramidBackbone
 
 Size2d = Tuple[int, int]
@@ -458,7 +458,8 @@ class PyramidTNT(PyramidBackbone):
             return self.empty_outputs(x)
         h, w = x.shape[-2:]
         div = self.pad_size_divisor
-        x = F.pad(x, (0, -w % div, 0, -h % div))  # zero padding at the bottom/right (no-op for multiples of div)
+        # zero padding at the bottom/right (no-op for multiples of div)
+        x = F.pad(x, (0, pad_to_multiple(w, div), 0, pad_to_multiple(h, div)))
         words, sentences, grid = self.patch_embed(x)  # (B*N, 16, c), (B, N, C), stride-8 grid
         words = words + self.inner_pos
         sentences = sentences + self.outer_pos_for(grid)

@@ -42,7 +42,7 @@ from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import (attention, channels_last_conv_weights, init_conv_fan_out, init_linear_and_layernorm,
                       tokens_to_map)
-from ..layers.traceable import is_exporting
+from ..layers.traceable import is_exporting, pad_to_multiple
 from .base import PyramidBackbone
 
 Size2d = Tuple[int, int]
@@ -314,7 +314,7 @@ class ShuntedTransformer(PyramidBackbone):
         # The stem's last conv (2x2/2, no padding) floors: pad to a multiple of 4 so level 0 is ceil(H/4) x ceil(W/4);
         # the later 3x3/2 pad-1 embeddings round up by themselves, so no crop is needed.
         if is_exporting() or h % 4 or w % 4:  # (a traced size always pads, possibly by 0)
-            x = F.pad(x, (0, -w % 4, 0, -h % 4))
+            x = F.pad(x, (0, pad_to_multiple(w, 4), 0, pad_to_multiple(h, 4)))
         return self.forward_features(x)
 
     def forward_features(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:

@@ -64,7 +64,7 @@ from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import (SimpleFeaturePyramid, SizeCache, ViTBlock, init_linear_and_layernorm, resize_grid_embed,
                       tokens_to_map)
-from ..layers.traceable import ceil_div, is_exporting
+from ..layers.traceable import ceil_div, is_exporting, pad_to_multiple
 from .base import PyramidBackbone
 
 Size2d = Tuple[int, int]
@@ -300,7 +300,7 @@ class TNT(PyramidBackbone):
         if official_grid:
             x = x[..., :height - height % PATCH_SIZE, :width - width % PATCH_SIZE]
         else:
-            x = F.pad(x, (0, -width % PATCH_SIZE, 0, -height % PATCH_SIZE))
+            x = F.pad(x, (0, pad_to_multiple(width, PATCH_SIZE), 0, pad_to_multiple(height, PATCH_SIZE)))
         words, grid = self.patch_embed(x)  # (B*N, 16, c)
         words = words + self.inner_pos
         batch = x.shape[0]

@@ -11,7 +11,8 @@ conversion into an error; the backbones avoid them with the helpers here:
 * :func:`is_exporting`: true while tracing/exporting; a backbone then takes its general path (pad by a possibly
   zero amount, resize to a possibly equal size) instead of skipping work that is a no-op at the current size.
   Both paths compute the same values, so the exported model is the eager model.
-* :func:`ceil_div`, :func:`size_min`, :func:`clamp_max`: the same on Python ints (eager) and traced sizes.
+* :func:`ceil_div`, :func:`pad_to_multiple`, :func:`size_min`, :func:`clamp_max`: the same on Python ints (eager)
+  and traced sizes.
 * :func:`bicubic_matrix` / :func:`traced_interpolate`: PyTorch's bicubic interpolation along one axis as an (out, in) matrix computed with
   tensor ops from a (traced) output size and an optional (traced) scale; needed where the sampling grid depends on
   the size through a scale factor (DINO's position-embedding rule), which ONNX ``Resize`` cannot take dynamically.
@@ -34,6 +35,14 @@ def is_exporting() -> bool:
 def ceil_div(size: Size, divisor: int) -> Size:
     """``ceil(size / divisor)`` for a non-negative size, recorded as graph arithmetic while tracing."""
     return (size + divisor - 1) // divisor
+
+
+def pad_to_multiple(size: Size, multiple: int) -> Size:
+    """How much to add to ``size`` to reach a multiple of ``multiple`` (``-size % multiple``), with floor division
+    only: under ``torch.compile`` with dynamic shapes a ``%`` of a size becomes a ``Mod`` in the symbolic sizes,
+    which inductor (torch 2.13) cannot turn back into tensor arithmetic when the backward needs the size
+    (``TensorReferenceAnalysis has no attribute 'python_mod'``)."""
+    return ceil_div(size, multiple) * multiple - size
 
 
 def clamp_max(x: torch.Tensor, bound: Size) -> torch.Tensor:
