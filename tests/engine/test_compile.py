@@ -10,7 +10,9 @@ from mmvit_backbones.models import PlainViT
 def _gradients(run, model, x):
     model.zero_grad()
     outs = run(x)
-    torch.autograd.backward(outs, [torch.full_like(o, 1.0 / o.numel()) for o in outs])
+    # random output gradients: the gradient of a mean through a final norm is zero in exact arithmetic
+    torch.autograd.backward(outs, [torch.randn(o.shape, generator=torch.Generator().manual_seed(i))
+                                   for i, o in enumerate(outs)])
     return {name: p.grad.clone() for name, p in model.named_parameters()}
 
 
@@ -27,7 +29,8 @@ def test_dynamic_shape_training_step_compiles_with_eager_gradients(monkeypatch):
             x = torch.randn(1, 3, *size)
             got, expected = _gradients(compiled, model, x), _gradients(model, model, x)
             assert got.keys() == expected.keys()
-            for name in expected:
-                torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6, msg=name)
+            for name, ref in expected.items():  # float reordering only: ~1e-7 of each gradient's scale here
+                diff = float((got[name] - ref).abs().max())
+                assert diff <= 1e-5 * float(ref.abs().max()) + 1e-7, (name, diff, float(ref.abs().max()))
     finally:
         torch._dynamo.reset()
