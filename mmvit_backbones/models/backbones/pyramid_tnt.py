@@ -108,7 +108,7 @@ def _resized_attention_bias(relative_pos: torch.Tensor, ref_query_hw: Size2d, re
                             key_hw: Size2d) -> torch.Tensor:
     """``relative_pos`` resized to the actual grids, in SDPA's layout. Outside any ``torch.compile`` graph (a graph
     break): traced with symbolic sizes, the two bicubic passes over both grids built size expressions that dynamo
-    was still simplifying after 13 minutes (inference, on 2 cores) and after 15 (a training step of a one-block
+    was still simplifying after 13 minutes (inference, on 2 cores) and after 12 (a training step of a one-block
     model). Eagerly it is two small matrix products per input size; autograd connects it to the graph as usual."""
     return _sdpa_bias_layout(resize_dense_bias(relative_pos, ref_query_hw, ref_key_hw, query_hw, key_hw))
 
