@@ -81,6 +81,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from mmvit_backbones.models.layers import tokens_to_map
+
 import benchmark as bench  # tools/benchmark.py: Runner, the peak-memory sampler, the GEMM probe, the machine line
 
 Size2d = Tuple[int, int]
@@ -182,8 +184,8 @@ def _hooked(net: nn.Module, x: Tensor, hooks: Dict[str, Tuple[nn.Module, Callabl
 
 
 def _tokens_to_map(tokens: Tensor, hw: Size2d) -> Tensor:
-    """(B, h*w, C) row-major tokens -> (B, C, h, w)."""
-    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], int(hw[0]), int(hw[1]))
+    """(B, h*w, C) row-major tokens -> (B, C, h, w); ``hw`` as the official code hands it (ints or 0-d tensors)."""
+    return tokens_to_map(tokens, (int(hw[0]), int(hw[1])))
 
 
 def _official_pyramid_tnt_final(net: nn.Module, x: Tensor) -> Tensor:
