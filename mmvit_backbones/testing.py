@@ -75,6 +75,20 @@ def assert_naive_attention_matches(model: nn.Module, x: torch.Tensor, rtol: floa
         torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
 
 
+def assert_same_gradients(model: nn.Module, reference: nn.Module, x: torch.Tensor, rtol: float,
+                          atol: float) -> None:
+    """One training step of ``model`` and of ``reference`` (same weights, e.g. with plain aten convolutions) on ``x``
+    with the same random output gradients gives every parameter the same gradient (or none in both)."""
+    outs, ref_outs = model(x), reference(x)
+    grads = [torch.randn_like(o) for o in ref_outs]
+    torch.autograd.backward(outs, grads)
+    torch.autograd.backward(ref_outs, grads)
+    for (name, p), ref in zip(model.named_parameters(), reference.parameters()):
+        assert (p.grad is None) == (ref.grad is None), name
+        if ref.grad is not None:
+            torch.testing.assert_close(p.grad, ref.grad, rtol=rtol, atol=atol, msg=lambda m: f'{name}: {m}')
+
+
 def assert_builds_from_both_registries(cfg: dict) -> None:
     import mmvit_backbones  # noqa: F401  (what custom_imports does)
     from mmdet.registry import MODELS as MMDET_MODELS

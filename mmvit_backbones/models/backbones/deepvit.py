@@ -75,7 +75,7 @@ from timm.layers import DropPath
 
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import (Mlp, SimpleFeaturePyramid, SizeCache, ViTAttention, channels_last_conv_weights,
+from ..layers import (Mlp, PatchConv2d, SimpleFeaturePyramid, SizeCache, ViTAttention, channels_last_conv_weights,
                       chunked_attention, tokens_to_map)
 from .base import PyramidBackbone
 from .plain_vit import PlainViT, _resize_pos_embed_pre_hook
@@ -117,7 +117,7 @@ class ConvPatchEmbed(nn.Module):
         self.bn1 = nn.BatchNorm2d(stem_channels)
         self.conv2 = nn.Conv2d(stem_channels, stem_channels, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(stem_channels)
-        self.proj = nn.Conv2d(stem_channels, dim, PATCH_SIZE // 2, stride=PATCH_SIZE // 2)
+        self.proj = PatchConv2d(stem_channels, dim, PATCH_SIZE // 2)
         self.with_cp = False
         # oneDNN runs these convolutions in NHWC much faster than in NCHW on CPU (800x1344 input, 2 threads: 540 ->
         # 370 ms for the three); the NHWC output is then already the contiguous token layout. Without the split
@@ -142,7 +142,7 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, in_channels: int, dim: int):
         super().__init__()
-        self.proj = nn.Conv2d(in_channels, dim, PATCH_SIZE, stride=PATCH_SIZE)
+        self.proj = PatchConv2d(in_channels, dim, PATCH_SIZE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, D, H/16, W/16)
         return self.proj(x)

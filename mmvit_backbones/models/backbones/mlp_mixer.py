@@ -41,7 +41,7 @@ from timm.layers import DropPath
 from ...checkpoint import CheckpointError, StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import TOKEN_MIXING_MODES, Mlp, SimpleFeaturePyramid, init_linear_and_layernorm, mix_tokens
+from ..layers import TOKEN_MIXING_MODES, Mlp, PatchConv2d, SimpleFeaturePyramid, init_linear_and_layernorm, mix_tokens
 from ..layers.traceable import ceil_div, is_exporting, pad_to_multiple
 from .base import PyramidBackbone
 
@@ -121,7 +121,7 @@ class AllMlpBackbone(PyramidBackbone):
         self.pretrain_grid: Size2d = (pretrain_hw[0] // patch_size, pretrain_hw[1] // patch_size)
         self.num_layers = depth
         self.stem = nn.Module()
-        self.stem.proj = nn.Conv2d(self.in_channels, dim, kernel_size=patch_size, stride=patch_size)
+        self.stem.proj = PatchConv2d(self.in_channels, dim, patch_size)
         # patch 8: the pyramid starts from the native stride-8 map; patch 32 is repeated to stride 16 in forward
         self.pyramid = SimpleFeaturePyramid(dim, levels=self.out_indices,  # branches of returned levels only
                                             in_stride=8 if patch_size == 8 else 16)

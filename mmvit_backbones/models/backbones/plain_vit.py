@@ -44,8 +44,8 @@ from timm.layers import trunc_normal_
 
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import (SimpleFeaturePyramid, SizeCache, ViTBlock, init_linear_and_layernorm, resize_grid_embed,
-                      tokens_to_map)
+from ..layers import (PatchConv2d, SimpleFeaturePyramid, SizeCache, ViTBlock, init_linear_and_layernorm,
+                      resize_grid_embed, tokens_to_map)
 from ..layers.traceable import ceil_div, is_exporting, pad_to_multiple
 from .base import PyramidBackbone
 
@@ -66,7 +66,7 @@ class PatchEmbed(nn.Module):
     def __init__(self, in_channels: int, dim: int, patch_size: int):
         super().__init__()
         self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
+        self.proj = PatchConv2d(in_channels, dim, patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W), H and W multiples of the patch
         return self.proj(x)  # (B, D, H/p, W/p)

@@ -40,7 +40,7 @@ from timm.layers import DropPath
 from ...checkpoint import StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import (attention, channels_last_conv_weights, init_conv_fan_out, init_linear_and_layernorm,
+from ..layers import (PatchConv2d, attention, channels_last_conv_weights, init_conv_fan_out, init_linear_and_layernorm,
                       tokens_to_map)
 from ..layers.traceable import is_exporting, pad_to_multiple
 from .base import PyramidBackbone
@@ -65,7 +65,7 @@ class ConvStem(nn.Module):
             layers.append(nn.Sequential(OrderedDict(
                 conv=conv, bn=nn.BatchNorm2d(channels), act=nn.ReLU(inplace=True))))
         self.convs = nn.Sequential(*layers)
-        self.proj = nn.Conv2d(channels, channels, kernel_size=2, stride=2)
+        self.proj = PatchConv2d(channels, channels, 2)
         self.norm = nn.LayerNorm(channels, eps=EMBED_EPS)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Size2d]:
@@ -99,7 +99,7 @@ class TokenAggregation(nn.Module):
         super().__init__()
         self.num_heads, self.head_dim = num_heads, head_dim
         inner = num_heads * head_dim  # channels of k (and of v) of this branch: dim / 2
-        self.reduce = nn.Conv2d(dim, dim, kernel_size=rate, stride=rate)
+        self.reduce = PatchConv2d(dim, dim, rate)
         self.norm = nn.LayerNorm(dim, eps=EMBED_EPS)
         self.act = nn.GELU()
         self.kv = nn.Linear(dim, 2 * inner, bias=qkv_bias)

@@ -5,6 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .patch_conv import PatchConvTranspose2d
+
 
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW map (ViTDet's ``LayerNorm`` for conv features)."""
@@ -63,10 +65,10 @@ class SimpleFeaturePyramid(nn.Module):
         else:
             if 2 in ups:
                 self.up4 = nn.Sequential(
-                    nn.ConvTranspose2d(dim, dim // 2, 2, stride=2), LayerNorm2d(dim // 2), nn.GELU(),
-                    nn.ConvTranspose2d(dim // 2, dim // 4, 2, stride=2))
+                    PatchConvTranspose2d(dim, dim // 2, 2), LayerNorm2d(dim // 2), nn.GELU(),
+                    PatchConvTranspose2d(dim // 2, dim // 4, 2))
             if 1 in ups:
-                self.up2 = nn.ConvTranspose2d(dim, dim // 2, 2, stride=2)
+                self.up2 = PatchConvTranspose2d(dim, dim // 2, 2)
         self.uses_fine_maps = bool(fine_channels)
 
     def forward(self, x: torch.Tensor, fine_maps: Sequence[torch.Tensor] = (),
@@ -98,7 +100,7 @@ class DoubleResolution(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.up = nn.Sequential(
-            nn.ConvTranspose2d(channels, channels, 2, stride=2, bias=False), nn.BatchNorm2d(channels), nn.GELU(),
+            PatchConvTranspose2d(channels, channels, 2, bias=False), nn.BatchNorm2d(channels), nn.GELU(),
             nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.GELU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, 2H, 2W)
