@@ -4,18 +4,19 @@ a CPU backward made of two GEMMs.
 A convolution with kernel == stride, no padding and no dilation sees every input value once: it is a linear layer
 over non-overlapping patches, and its transposed form is a linear layer that writes non-overlapping patches. oneDNN
 runs their forward well, but its CPU backward is slow on token maps (channels-last; torch 2.13, 2 threads,
-800x1344 input): ViTDet's ConvTranspose 2x2/2 198 -> 99 channels at 100x168 takes 484 ms forward+backward (the
-NCHW weight gradient of :class:`~.memory_format.ChannelsLastConvTranspose2d` does not help: 459 ms), DeepViT-S's
-8x8/8 patch convolution (64 -> 396 channels at 400x672) 1227 ms, about 20 GFLOP/s. Written as GEMMs over the patch
-matrix the same backward takes 98 and 582 ms.
+800x1344 input, forward+backward): ViTDet's ConvTranspose 2x2/2 198 -> 99 channels at 100x168 484 ms, DeepViT-S's
+8x8/8 patch convolution (64 -> 396 channels at 400x672) 1227 ms, about 20 GFLOP/s; the NCHW weight gradient of
+:class:`~.memory_format.ChannelsLastConv2d` does not help them (394-459 and 1297-1434 ms). Written as GEMMs over
+the patch matrix the same steps take 103 and 422 ms.
 
 :class:`PatchConv2d` / :class:`PatchConvTranspose2d` are ``nn.Conv2d`` / ``nn.ConvTranspose2d`` (same parameters,
 state dict and ``isinstance``) whose forward is the unchanged aten convolution (bit-identical outputs) and whose
-backward, in CPU training outside export and ``torch.compile``, is: the patch matrix ``P`` (one row per patch, a
-copy of the patchified map in the order of its own memory layout), the output-side matrix ``G`` (one row per
-patch, a free view of a channels-last map) and the weight as a matrix ``W``; then ``dW = G^T P`` and the other
-gradient ``G W`` or ``P W^T``, folded back into the map. ``P`` is recomputed in backward rather than saved: it is
-as large as the input map.
+backward, in CPU training outside export and ``torch.compile``, works on three matrices: the patch matrix ``P`` (one
+row per patch of the patched side: a conv's input, a transposed conv's output gradient; a copy in the order of the
+map's own memory layout), the cell matrix ``C`` (one row per patch of the other side: a free view of a channels-last
+map) and the weight ``W`` (cell channels x patch size). Then ``dW = C^T P``, and the other gradient is ``C W``
+(conv: folded back into the input's patches) or ``P W^T`` (transposed). Only the input is saved for backward, and
+``P`` is built there a block of patch rows at a time, so no copy of a whole map is ever held.
 """
 from typing import Optional, Sequence, Tuple
 
@@ -109,7 +110,7 @@ class _PatchConvGEMMBackward(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, None
 
 
-def _gemm_backward(conv: nn.Module, x: torch.Tensor) -> bool:
+def _takes_gemm_backward(conv: nn.Module, x: torch.Tensor) -> bool:
     """Whether this call takes the GEMM backward: CPU training outside export and compilation."""
     # export and compilation first: their sizes must not meet Python comparisons (traced constants, guards)
     if is_exporting() or torch.compiler.is_compiling() or not torch.is_grad_enabled() or x.device.type != 'cpu':
@@ -125,7 +126,7 @@ class PatchConv2d(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride=kernel_size, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not _gemm_backward(self, x):
+        if not _takes_gemm_backward(self, x):
             return super().forward(x)
         return _PatchConvGEMMBackward.apply(x, self.weight, self.bias, False)
 
@@ -138,6 +139,6 @@ class PatchConvTranspose2d(nn.ConvTranspose2d):
         super().__init__(in_channels, out_channels, kernel_size, stride=kernel_size, bias=bias)
 
     def forward(self, x: torch.Tensor, output_size: Optional[Sequence[int]] = None) -> torch.Tensor:
-        if output_size is not None or not _gemm_backward(self, x):
+        if output_size is not None or not _takes_gemm_backward(self, x):
             return super().forward(x, output_size)
         return _PatchConvGEMMBackward.apply(x, self.weight, self.bias, True)
