@@ -111,9 +111,11 @@ class _PatchConvGEMMBackward(torch.autograd.Function):
 
 
 def _takes_gemm_backward(conv: nn.Module, x: torch.Tensor) -> bool:
-    """Whether this call takes the GEMM backward: CPU training outside export and compilation."""
+    """Whether this call takes the GEMM backward: CPU training outside export, compilation and autocast (whose
+    lower-precision convolution the plain path keeps)."""
     # export and compilation first: their sizes must not meet Python comparisons (traced constants, guards)
-    if is_exporting() or torch.compiler.is_compiling() or not torch.is_grad_enabled() or x.device.type != 'cpu':
+    if is_exporting() or torch.compiler.is_compiling() or not torch.is_grad_enabled() or x.device.type != 'cpu' \
+            or torch.is_autocast_enabled('cpu'):
         return False
     return (x.requires_grad or conv.weight.requires_grad) and x.dim() == 4 and x.shape[0] > 0
 

@@ -68,6 +68,17 @@ def test_frozen_weight_and_input_without_gradient(transposed):
         assert torch.equal(conv(x), plain(x))
 
 
+@pytest.mark.parametrize('transposed', [False, True])
+def test_autocast_keeps_the_lower_precision_convolution(transposed):
+    conv = (PatchConvTranspose2d if transposed else PatchConv2d)(4, 3, 2)
+    x = torch.randn(1, 4, 6, 8, requires_grad=True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = conv(x)
+    assert out.dtype == torch.bfloat16  # what nn.Conv2d / nn.ConvTranspose2d give under autocast
+    out.float().sum().backward()
+    assert x.grad.dtype == torch.float32 and conv.weight.grad.dtype == torch.float32
+
+
 @pytest.mark.parametrize('build', [
     lambda: PlainViT(arch=dict(embed_dims=32, depth=1, num_heads=2), pretrain_img_size=64),
     lambda: DeepViT(arch=dict(embed_dims=36, depth=2, num_heads=3, num_reattention_blocks=1, cnn_stem=True,
