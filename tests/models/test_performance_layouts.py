@@ -97,6 +97,8 @@ def test_split_backward_equals_the_convolution_backward(make, kwargs, monkeypatc
     want = torch.autograd.grad(expected, [x, *reference.parameters()], weights)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w)
+    with torch.autocast('cpu', dtype=torch.bfloat16):  # autocast keeps the plain, lower-precision convolution
+        assert conv(x, **kwargs).dtype == torch.bfloat16
     conv.weight.requires_grad_(False)  # a frozen weight (and inference) runs the plain convolution
     assert type(conv(x, **kwargs).grad_fn).__name__ == 'ConvolutionBackward0'
 

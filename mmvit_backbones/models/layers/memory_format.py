@@ -21,8 +21,8 @@ Such convolutions therefore become :class:`ChannelsLastConv2d` / :class:`Channel
 parameters and state dict; ``isinstance`` of ``nn.Conv2d``/``nn.ConvTranspose2d``): on CPU, when the weight needs a
 gradient and the input map is large (:data:`SPLIT_MIN_ELEMENTS`), the backward computes the input gradient in NHWC
 and the weight gradient from NCHW copies of the input and the output gradient (the same oneDNN kernels, bit-identical
-results). Everything else (CUDA, inference, frozen weights, small maps, export, ``torch.compile``) runs the plain
-convolution.
+results). Everything else (CUDA, inference, frozen weights, small maps, export, ``torch.compile``, autocast) runs
+the plain convolution.
 
 :func:`tokens_to_map` is that token -> map view, shared by the token backbones.
 """
@@ -71,13 +71,18 @@ class _WeightGradInNCHW(torch.autograd.Function):
 SPLIT_MIN_ELEMENTS = 2 ** 20
 
 
+def eager_cpu_training(x: torch.Tensor) -> bool:
+    """Whether a convolution on ``x`` may take one of the package's own CPU backward functions: eager CPU training
+    in full precision. Export and compilation trace the plain convolution (checked first: size comparisons on traced
+    or symbolic sizes would become constants or guards); under CPU autocast the plain convolution runs in the lower
+    precision, which a custom function calling ``aten.convolution`` would skip."""
+    return (not is_exporting() and not torch.compiler.is_compiling() and torch.is_grad_enabled()
+            and x.device.type == 'cpu' and not torch.is_autocast_enabled('cpu') and x.dim() == 4 and x.shape[0] > 0)
+
+
 def _weight_grad_in_nchw(conv: nn.Module, x: torch.Tensor) -> bool:
-    """Whether this call takes the split backward: CPU training of the weight on a large map, outside export and
-    compilation."""
-    # export and compilation first: size comparisons on traced or symbolic sizes would be recorded as guards
-    return (not is_exporting() and not torch.compiler.is_compiling()
-            and conv.weight.requires_grad and torch.is_grad_enabled() and x.device.type == 'cpu'
-            and x.dim() == 4 and x.shape[0] > 0 and x[0].numel() >= SPLIT_MIN_ELEMENTS)
+    """Whether this call takes the split backward: eager CPU training of the weight on a large map."""
+    return eager_cpu_training(x) and conv.weight.requires_grad and x[0].numel() >= SPLIT_MIN_ELEMENTS
 
 
 class ChannelsLastConv2d(nn.Conv2d):

@@ -11,11 +11,11 @@ the patch matrix the same steps take 103 and 422 ms.
 
 :class:`PatchConv2d` / :class:`PatchConvTranspose2d` are ``nn.Conv2d`` / ``nn.ConvTranspose2d`` (same parameters,
 state dict and ``isinstance``) whose forward is the unchanged aten convolution (bit-identical outputs) and whose
-backward, in CPU training outside export and ``torch.compile``, works on three matrices: the patch matrix ``P`` (one
-row per patch of the patched side: a conv's input, a transposed conv's output gradient; a copy in the order of the
-map's own memory layout), the cell matrix ``C`` (one row per patch of the other side: a free view of a channels-last
-map) and the weight ``W`` (cell channels x patch size). Then ``dW = C^T P``, and the other gradient is ``C W``
-(conv: folded back into the input's patches) or ``P W^T`` (transposed). Only the input is saved for backward, and
+backward, in CPU training outside export, ``torch.compile`` and autocast, works on three matrices: the patch matrix
+``P`` (one row per patch of the patched side: a conv's input, a transposed conv's output gradient; a copy in the
+order of the map's own memory layout), the cell matrix ``C`` (one row per patch of the other side: a free view of
+a channels-last map) and the weight ``W`` (cell channels x patch size). Then ``dW = C^T P``, and the other gradient
+is ``C W`` (conv: folded back into the input's patches) or ``P W^T`` (transposed). Only the input is saved for backward, and
 ``P`` is built there a block of patch rows at a time, so no copy of a whole map is ever held.
 """
 from typing import Optional, Sequence, Tuple
@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 from torch.autograd.function import once_differentiable
 
-from .traceable import is_exporting
+from .memory_format import eager_cpu_training
 
 
 # Patch rows per block of the backward: about this many values of the patched map (8 MB), so that a block's patch
@@ -111,13 +111,8 @@ class _PatchConvGEMMBackward(torch.autograd.Function):
 
 
 def _takes_gemm_backward(conv: nn.Module, x: torch.Tensor) -> bool:
-    """Whether this call takes the GEMM backward: CPU training outside export, compilation and autocast (whose
-    lower-precision convolution the plain path keeps)."""
-    # export and compilation first: their sizes must not meet Python comparisons (traced constants, guards)
-    if is_exporting() or torch.compiler.is_compiling() or not torch.is_grad_enabled() or x.device.type != 'cpu' \
-            or torch.is_autocast_enabled('cpu'):
-        return False
-    return (x.requires_grad or conv.weight.requires_grad) and x.dim() == 4 and x.shape[0] > 0
+    """Whether this call takes the GEMM backward: eager CPU training with something to differentiate."""
+    return eager_cpu_training(x) and (x.requires_grad or conv.weight.requires_grad)
 
 
 class PatchConv2d(nn.Conv2d):
