@@ -15,8 +15,8 @@ backward, in CPU training outside export, ``torch.compile`` and autocast, works 
 ``P`` (one row per patch of the patched side: a conv's input, a transposed conv's output gradient; a copy in the
 order of the map's own memory layout), the cell matrix ``C`` (one row per patch of the other side: a free view of
 a channels-last map) and the weight ``W`` (cell channels x patch size). Then ``dW = C^T P``, and the other gradient
-is ``C W`` (conv: folded back into the input's patches) or ``P W^T`` (transposed). Only the input is saved for backward, and
-``P`` is built there a block of patch rows at a time, so no copy of a whole map is ever held.
+is ``C W`` (conv: folded back into the input's patches) or ``P W^T`` (transposed). Only the input is saved for
+backward, and ``P`` is built there a block of patch rows at a time, so no copy of a whole map is ever held.
 """
 from typing import Optional, Sequence, Tuple
 
