@@ -54,8 +54,8 @@ every 2 ms, tools/benchmark.py's sampler) over the built model with its weights;
 
 By default ours is what the registry builds, i.e. with its dense-prediction outputs, which the official classifier
 does not compute (PyramidTNT's x2 upsampling adapters, the simple feature pyramid of PlainViT and T2T-ViT, GC ViT's
-per-output norms). ``--no-adapters`` builds ours without the larger of them (see ``lean_kwargs`` below), so both
-sides compute the same network.
+per-output norms, the three earlier levels of the pyramids, whose gradients a classifier never back-propagates).
+``--no-adapters`` builds ours without them (see ``lean_kwargs`` below), so both sides compute the same network.
 
 ``--size HxW`` times every selected pair at that size instead of its native one (parity is still checked at the
 native size; where both models run, the final maps at the new size are compared too, for information: ours pads
@@ -268,17 +268,17 @@ class Pair:
 PAIRS: Dict[str, Pair] = {p.name: p for p in (
     Pair('pyramidtnt', 'PyramidTNT-S', 'Efficient-AI-Backbones tnt_pytorch/pyramid_tnt.py ptnt_s_patch16_256',
          (256, 256), 'PyramidTNT:s', _official_pyramid_tnt, _official_pyramid_tnt_final, _ours_pyramid_tnt_final,
-         dict(native_strides=True)),
+         dict(native_strides=True, out_indices=(3, ))),
     Pair('gcvit', 'GC ViT-T', 'GCVit models/gc_vit.py gc_vit_tiny', (224, 224), 'GCViT:t', _official_gcvit,
-         _official_gcvit_final, _ours_gcvit_final),
+         _official_gcvit_final, _ours_gcvit_final, dict(out_indices=(3, ))),
     Pair('shunted', 'Shunted-S', 'Shunted-Transformer SSA.py shunted_s', (224, 224), 'ShuntedTransformer:s',
-         _official_shunted, _official_shunted_final, _ours_stage3),
+         _official_shunted, _official_shunted_final, _ours_stage3, dict(out_indices=(3, ))),
     Pair('t2t', 'T2T-ViT-14', 'T2T-ViT models/t2t_vit.py t2t_vit_14', (224, 224), 'T2TViT:14', _official_t2t,
          _official_t2t_final, _ours_t2t_final, dict(out_indices=(2, ))),
     Pair('dino', 'DINO ViT-S/16', 'dino vision_transformer.py vit_small(patch_size=16)', (224, 224), 'PlainViT:s',
          _official_dino, _official_dino_final, _ours_plain_vit_final, dict(out_indices=(2, ))),
     Pair('botnet', 'BoTNet-26t', 'timm botnet26t_256', (256, 256), 'BoTNet:26t', _official_botnet,
-         _official_botnet_final, _ours_stage3),
+         _official_botnet_final, _ours_stage3, dict(out_indices=(3, ))),
 )}
 
 
@@ -459,8 +459,9 @@ def main() -> None:
     parser.add_argument('--iters', type=int, default=5, help='timed iterations per process (median)')
     parser.add_argument('--device', default='cpu', help="'cpu' (default) or 'cuda'")
     parser.add_argument('--no-adapters', action='store_true',
-                        help="build ours without the dense-prediction adapters the official classifier lacks "
-                             "(PyramidTNT native_strides=True; PlainViT, T2TViT out_indices=(2,))")
+                        help="build ours without the dense-prediction outputs the official classifier lacks "
+                             "(PyramidTNT native_strides=True; the last level alone: out_indices=(2,) for PlainViT "
+                             "and T2TViT, (3,) for the pyramids)")
     parser.add_argument('--markdown', action='store_true', help='print the table as Markdown (for the README)')
     args = parser.parse_args()
     if args.device.startswith('cuda') and not torch.cuda.is_available():
