@@ -2,6 +2,7 @@
 give the same outputs and gradients (the weight gradient taken in NCHW), attention inputs that take SDPA's fused CPU
 kernel, and a package import without mmcv."""
 import copy
+import math
 import subprocess
 import sys
 
@@ -134,6 +135,18 @@ def test_inference_attention_takes_the_fused_cpu_kernel(build):
     """q/k/v with unit stride along the head dimension and contiguous biases: no fallback to the unfused path."""
     kernels = _attention_kernels(build().eval(), torch.randn(1, 3, 96, 128))
     assert kernels == {'aten::_scaled_dot_product_flash_attention_for_cpu'}, kernels
+
+
+def test_botnet_relative_logits_build_the_bias_without_copying_it():
+    """The (N, N) relative-logit bias is written once, contiguous: its reshape to (B, heads, N, N) is a view."""
+    mhsa = BoTNet(arch=TINY_BOTNET).stages[3][0].mhsa
+    q = torch.randn(1, 2, 6 * 10, mhsa.dim_head)
+    with profile(record_shapes=True) as prof:
+        bias = mhsa.relative_logits(q, (6, 10))
+    assert bias.shape == (1, 2, 60, 60) and bias.is_contiguous()
+    full_copies = [e.name for e in prof.events() if e.name in ('aten::copy_', 'aten::clone')
+                   and any(s and math.prod(s) == bias.numel() for s in e.input_shapes)]
+    assert not full_copies, full_copies
 
 
 def test_package_imports_without_mmcv_mmdet_mmseg():
