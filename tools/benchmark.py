@@ -366,6 +366,24 @@ def count_flops(spec: str, size: Size2d, backward: bool) -> Tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------------------------------- reporting
+_ALLOCATORS = ('tcmalloc', 'jemalloc', 'mimalloc')
+
+
+def cpu_allocator() -> str:
+    """The malloc this process runs on: a preloaded tcmalloc/jemalloc/mimalloc (``LD_PRELOAD``), else the C
+    library's. It matters on CPU: glibc hands large freed blocks back to the kernel, so every step faults its maps in
+    again (README, "CPU memory allocator")."""
+    try:
+        with open('/proc/self/maps') as f:
+            libraries = {line.rsplit('/', 1)[-1].strip() for line in f if '.so' in line}
+    except OSError:  # not Linux
+        return 'system malloc'
+    for name in _ALLOCATORS:
+        if any(lib.startswith(('lib' + name, name)) for lib in libraries):
+            return name
+    return 'glibc malloc' if platform.libc_ver()[0] == 'glibc' else 'system malloc'
+
+
 def machine_line(args, gemm: float) -> str:
     if args.device.startswith('cuda'):
         device = torch.cuda.get_device_name(torch.device(args.device))
@@ -379,7 +397,7 @@ def machine_line(args, gemm: float) -> str:
         device = f'{model_name}, {os.cpu_count()} logical CPUs'
     threads = args.threads or torch.get_num_threads()
     dtype = args.amp or 'float32'
-    return (f'{device}; torch {torch.__version__}, {threads} CPU threads; {dtype}; '
+    return (f'{device}; torch {torch.__version__}, {threads} CPU threads, {cpu_allocator()}; {dtype}; '
             f'GEMM 2048x2048 {dtype}: {gemm:.0f} GFLOP/s (this process, start of the run)')
 
 

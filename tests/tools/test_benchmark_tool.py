@@ -1,11 +1,13 @@
 """tools/benchmark.py pieces (no timing asserted): FLOP counting, the three modes, the torch.compile check."""
+import os
 import os.path as osp
 import sys
 
 import pytest
 import torch
 
-sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools'))
+TOOLS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools')
+sys.path.insert(0, TOOLS)
 import benchmark  # noqa: E402
 
 TINY_SHUNTED = dict(embed_dims=(16, 32, 48, 64), depths=(1, 1, 1, 1), num_heads=(2, 2, 2, 4), mlp_ratios=(2, 2, 2, 2),
@@ -34,6 +36,25 @@ def test_runner_modes(mode):
     changed = any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
     assert changed == (mode == 'step')  # only a training step updates the weights
     assert all(p.grad is None for p in model.parameters())  # gradients do not pile up between iterations
+
+
+@pytest.mark.parametrize('preload', [None, 'libtcmalloc_minimal.so.4', 'libjemalloc.so.2'])
+def test_header_names_the_cpu_allocator(preload):
+    """A preloaded allocator changes CPU rows by 10-45% (README): the header line says which one ran."""
+    import glob
+    import subprocess
+    env = {k: v for k, v in os.environ.items() if k != 'LD_PRELOAD'}
+    if preload:
+        found = glob.glob(f'/usr/lib/*/{preload}') + glob.glob(f'/usr/lib/{preload}')
+        if not found:
+            pytest.skip(f'{preload} is not installed')
+        env['LD_PRELOAD'] = found[0]
+    code = 'import benchmark; print(benchmark.cpu_allocator())'
+    out = subprocess.run([sys.executable, '-c', code], cwd=TOOLS, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    expected = {None: 'glibc malloc', 'libtcmalloc_minimal.so.4': 'tcmalloc', 'libjemalloc.so.2': 'jemalloc'}
+    assert out.stdout.strip().splitlines()[-1] == expected[preload]
 
 
 def test_compile_check_matches_eager_and_counts():
