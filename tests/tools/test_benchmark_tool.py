@@ -1,4 +1,5 @@
-"""tools/benchmark.py pieces (no timing asserted): FLOP counting, the three modes, the torch.compile check."""
+"""tools/benchmark.py pieces (no timing asserted): FLOP counting, the three modes, the torch.compile check, the
+allocator named in the header."""
 import os
 import os.path as osp
 import sys
