@@ -51,9 +51,88 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[
     # compute large maps in cache-sized chunks.
     if bias is not None and bias.requires_grad and q.device.type == 'cpu' and torch.is_grad_enabled():
         return chunked_attention(q, k, v, bias, scale)
+    splits = _backward_row_splits(q, k, v, bias)
+    if splits > 1:
+        return _RowSplitFlashAttention.apply(q, k, v, scale, splits)
     if bias is not None:
         bias = bias.to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+
+
+# Fewest query rows per share of :class:`_RowSplitFlashAttention`'s backward: below that the split buys nothing.
+MIN_SPLIT_ROWS = 256
+
+
+def _backward_row_splits(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor]) -> int:
+    """Into how many shares of query rows CPU training splits each (batch, head) pair's attention backward.
+
+    PyTorch's CPU flash-attention backward parallelises over batch x heads only (its forward also over blocks of query
+    rows), so a pair count below the thread count leaves threads idle for the most expensive kernel of the step:
+    Shunted-S's first stage attends with one head per group at batch 1 (66800 queries at 800x1333), and at 16 threads
+    even a ViT's 6 heads use 6. 1 where the plain SDPA call is taken (inference, a bias, too few rows, no idle thread,
+    export, textbook mode, torch.compile, which lowers attention itself).
+    """
+    if (q.device.type != 'cpu' or bias is not None or not torch.is_grad_enabled()
+            or not (q.requires_grad or k.requires_grad or v.requires_grad)
+            or _NAIVE or is_exporting() or torch.compiler.is_compiling()
+            or q.dim() != 4 or k.shape[:2] != q.shape[:2] or v.shape[:2] != q.shape[:2]
+            or not q.shape[-1] == k.shape[-1] == v.shape[-1] or not q.dtype == k.dtype == v.dtype):
+        return 1
+    threads = torch.get_num_threads()
+    if q.shape[0] * q.shape[1] >= threads:
+        return 1
+    return max(1, min(threads, q.shape[2] // MIN_SPLIT_ROWS))
+
+
+class _RowSplitFlashAttention(torch.autograd.Function):
+    """SDPA (CPU flash kernel) whose backward runs each (batch, head) pair as ``splits`` shares of its query rows.
+
+    The forward is the very kernel ``F.scaled_dot_product_attention`` calls on CPU in training (same values, same
+    saved tensors: q, k, v, output, log-sum-exp). Query rows are independent given the log-sum-exp, so the backward
+    of a pair's rows split into shares, presented to the kernel as that many heads over the same keys and values,
+    is the pair's backward: grad_q share by share, grad_k and grad_v the sum over the shares. The kernel then has
+    ``splits`` work items per pair instead of one. Query rows are viewed, never copied; keys and values are
+    broadcast (stride 0) to the shares; the rows that do not fill a share go through one small extra call.
+    """
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional[float],
+                splits: int) -> torch.Tensor:
+        out, logsumexp = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, scale=scale)
+        ctx.save_for_backward(q, k, v, out, logsumexp)
+        ctx.scale, ctx.splits = scale, splits
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        q, k, v, out, logsumexp = ctx.saved_tensors
+        flash_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+        if grad_out.stride(-1) != 1:
+            grad_out = grad_out.contiguous()
+        splits, nq = ctx.splits, q.shape[2]
+        split_rows = nq // splits * splits
+        grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        for i in range(q.shape[0]):
+            for j in range(q.shape[1]):
+                def shares(t: torch.Tensor) -> torch.Tensor:  # rows of pair (i, j) as (1, splits, rows/split, ...)
+                    return t[i, j, :split_rows].unflatten(0, (splits, -1)).unsqueeze(0)
+
+                keys, values = (t[i:i + 1, j:j + 1].expand(1, splits, -1, -1) for t in (k, v))
+                dq, dk, dv = flash_backward(shares(grad_out), shares(q), keys, values, shares(out), shares(logsumexp),
+                                            0.0, False, scale=ctx.scale)
+                grad_q[i, j, :split_rows] = dq.flatten(1, 2)[0]
+                torch.sum(dk[0], dim=0, out=grad_k[i, j])
+                torch.sum(dv[0], dim=0, out=grad_v[i, j])
+                if split_rows < nq:
+                    pair, rest = (slice(i, i + 1), slice(j, j + 1)), slice(split_rows, nq)
+                    dq, dk, dv = flash_backward(grad_out[pair + (rest,)], q[pair + (rest,)], k[pair], v[pair],
+                                                out[pair + (rest,)], logsumexp[pair + (rest,)], 0.0, False,
+                                                scale=ctx.scale)
+                    grad_q[i, j, split_rows:] = dq[0, 0]
+                    grad_k[i, j] += dk[0, 0]
+                    grad_v[i, j] += dv[0, 0]
+        return grad_q, grad_k, grad_v, None, None
 
 
 def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor] = None,

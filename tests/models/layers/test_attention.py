@@ -75,3 +75,43 @@ def test_learnt_bias_in_training_uses_chunks(monkeypatch):
     assert len(calls) == 1
     torch.testing.assert_close(chunked, fused)
     torch.testing.assert_close(chunked, textbook)
+
+
+@pytest.mark.parametrize('heads', [1, 2])
+def test_row_split_backward_equals_sdpa(heads):
+    """The CPU training path that splits each (batch, head) pair's query rows into shares for the flash backward:
+    its output is SDPA's bit for bit, its gradients SDPA's and finite differences' (23 rows in 3 shares: the last
+    two rows go through the extra call), and non-contiguous queries (a (B, N, heads, d) projection seen head-major,
+    as the backbones pass them) are read in place."""
+    torch.manual_seed(0)
+    make = lambda *shape: torch.randn(*shape, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    q = make(2, NQ, heads, D).transpose(1, 2)
+    k, v = make(2, heads, NK, D), make(2, heads, NK, D)
+    assert torch.autograd.gradcheck(
+        lambda *t: attention_module._RowSplitFlashAttention.apply(*t, 0.7, 3), (q, k, v))
+    q32, k32, v32 = (t.detach().float().requires_grad_() for t in (q, k, v))
+    out = attention_module._RowSplitFlashAttention.apply(q32, k32, v32, 0.7, 3)
+    reference = torch.nn.functional.scaled_dot_product_attention(q32, k32, v32, scale=0.7)
+    assert torch.equal(out, reference)
+    grad = torch.randn_like(out)
+    for got, expected in zip(torch.autograd.grad(out, (q32, k32, v32), grad),
+                             torch.autograd.grad(reference, (q32, k32, v32), grad)):
+        torch.testing.assert_close(got, expected)
+
+
+def test_row_split_only_where_threads_would_idle(monkeypatch):
+    """attention() takes the row-split backward on CPU in training when batch x heads is below the thread count and
+    the rows fill at least two shares; not in inference, with a bias, with enough pairs, or in textbook mode."""
+    monkeypatch.setattr(torch, 'get_num_threads', lambda: 4)
+    rows = 2 * attention_module.MIN_SPLIT_ROWS
+    q, k, v = (torch.randn(1, 2, n, 8, requires_grad=True) for n in (rows, 16, 16))
+    assert attention_module._backward_row_splits(q, k, v, None) == 2
+    assert type(attention(q, k, v).grad_fn).__name__ == '_RowSplitFlashAttentionBackward'
+    with torch.no_grad():
+        assert attention_module._backward_row_splits(q, k, v, None) == 1
+    assert attention_module._backward_row_splits(q, k, v, torch.zeros(rows, 16)) == 1
+    assert attention_module._backward_row_splits(q[:, :1, :rows // 2], k[:, :1], v[:, :1], None) == 1  # one share
+    many = [t.expand(2, 2, -1, -1) for t in (q, k, v)]  # 4 pairs: a thread each
+    assert attention_module._backward_row_splits(*many, None) == 1
+    with naive_attention_mode():
+        assert type(attention(q, k, v).grad_fn).__name__ != '_RowSplitFlashAttentionBackward'
