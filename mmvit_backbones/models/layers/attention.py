@@ -70,11 +70,12 @@ def _backward_row_splits(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias
     rows), so a pair count below the thread count leaves threads idle for the most expensive kernel of the step:
     Shunted-S's first stage attends with one head per group at batch 1 (66800 queries at 800x1333), and at 16 threads
     even a ViT's 6 heads use 6. 1 where the plain SDPA call is taken (inference, a bias, too few rows, no idle thread,
-    export, textbook mode, torch.compile, which lowers attention itself).
+    export, textbook mode, torch.compile, which lowers attention itself, and CPU autocast, where SDPA casts its inputs
+    and a direct call of the kernel would not).
     """
     if (q.device.type != 'cpu' or bias is not None or not torch.is_grad_enabled()
             or not (q.requires_grad or k.requires_grad or v.requires_grad)
-            or _NAIVE or is_exporting() or torch.compiler.is_compiling()
+            or _NAIVE or is_exporting() or torch.compiler.is_compiling() or torch.is_autocast_enabled('cpu')
             or q.dim() != 4 or k.shape[:2] != q.shape[:2] or v.shape[:2] != q.shape[:2]
             or not q.shape[-1] == k.shape[-1] == v.shape[-1] or not q.dtype == k.dtype == v.dtype):
         return 1

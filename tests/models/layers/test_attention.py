@@ -101,7 +101,8 @@ def test_row_split_backward_equals_sdpa(heads):
 
 def test_row_split_only_where_threads_would_idle(monkeypatch):
     """attention() takes the row-split backward on CPU in training when batch x heads is below the thread count and
-    the rows fill at least two shares; not in inference, with a bias, with enough pairs, or in textbook mode."""
+    the rows fill at least two shares; not in inference, with a bias, with enough pairs, in textbook mode or under
+    CPU autocast."""
     monkeypatch.setattr(torch, 'get_num_threads', lambda: 4)
     rows = 2 * attention_module.MIN_SPLIT_ROWS
     q, k, v = (torch.randn(1, 2, n, 8, requires_grad=True) for n in (rows, 16, 16))
@@ -115,3 +116,5 @@ def test_row_split_only_where_threads_would_idle(monkeypatch):
     assert attention_module._backward_row_splits(*many, None) == 1
     with naive_attention_mode():
         assert type(attention(q, k, v).grad_fn).__name__ != '_RowSplitFlashAttentionBackward'
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert attention_module._backward_row_splits(q, k, v, None) == 1
