@@ -55,7 +55,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[
     if splits > 1:
         return _RowSplitFlashAttention.apply(q, k, v, scale, splits)
     if bias is not None:
-        bias = bias.to(q.dtype)
+        # SDPA picks its kernel from ``requires_grad`` whatever the grad mode: a learnt bias used as it is stored
+        # (PyramidTNT's at its pretraining size, a view of the parameter) sent inference to the math path
+        bias = bias.to(q.dtype) if torch.is_grad_enabled() else bias.detach().to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
 
 
