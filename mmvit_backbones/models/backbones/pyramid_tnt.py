@@ -66,7 +66,8 @@ from ...checkpoint import StateDict
 from ...parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import (DoubleResolution, Mlp, SizeCache, attention, channels_last_conv_weights, init_conv_fan_out,
-                      init_linear_and_layernorm, resize_dense_bias, resize_grid_embed, tokens_to_map)
+                      init_linear_and_layernorm, resize_dense_bias, resize_grid_embed, share_bias_gradient,
+                      tokens_to_map)
 from ..layers.traceable import ceil_div, is_exporting, pad_to_multiple
 from .base import PyramidBackbone
 
@@ -468,7 +469,7 @@ class PyramidTNT(PyramidBackbone):
             if i:
                 words = self.word_merges[i - 1](words, grid)
                 sentences, grid = self.sentence_merges[i - 1](sentences, grid)
-            bias = stage.attention_bias(grid)  # once per stage, shared by its blocks
+            bias = share_bias_gradient(stage.attention_bias(grid))  # once per stage, shared by its blocks
             for block in stage.blocks:
                 words, sentences = self.checkpoint(partial(block, hw=grid), words, sentences, bias)
             if i in self.out_indices:

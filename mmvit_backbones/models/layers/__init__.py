@@ -1,4 +1,4 @@
-from .attention import attention, chunked_attention, naive_attention_mode
+from .attention import attention, chunked_attention, naive_attention_mode, share_bias_gradient
 from .memory_format import channels_last_conv_weights, tokens_to_map
 from .patch_conv import PatchConv2d, PatchConvTranspose2d
 from .pyramid import DoubleResolution, LayerNorm2d, SimpleFeaturePyramid
@@ -12,4 +12,5 @@ __all__ = ['attention', 'chunked_attention', 'naive_attention_mode', 'DoubleReso
            'resize_relative_position_table',
            'Mlp', 'ViTAttention', 'ViTBlock', 'init_conv_fan_out', 'init_linear_and_layernorm']
 __all__ += ['TOKEN_MIXING_MODES', 'mix_tokens', 'resize_token_grid', 'window_token_mixing']
+__all__ += ['share_bias_gradient']
 __all__ += ['channels_last_conv_weights', 'tokens_to_map', 'PatchConv2d', 'PatchConvTranspose2d']

@@ -161,7 +161,62 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: O
     rows = max(1, (chunk_elements or MAP_CHUNK_ELEMENTS) // max(1, b * heads * nk))
     if q.shape[2] <= rows:
         return _textbook_attention(q, k, v, bias, scale, mix)
-    return _ChunkedAttention.apply(q, k, v, bias, scale, mix, rows)
+    return _ChunkedAttention.apply(q, k, v, bias, scale, mix, rows, getattr(bias, _SINK_ATTRIBUTE, None))
+
+
+# The attribute by which a bias from :func:`share_bias_gradient` carries its :class:`_BiasGradientSink`.
+_SINK_ATTRIBUTE = '_mmvit_bias_gradient_sink'
+
+
+class _BiasGradientSink:
+    """One buffer that the chunked backwards of every attention call sharing a bias add their bias gradient into."""
+
+    def __init__(self):
+        self.grad: Optional[torch.Tensor] = None
+
+    def buffer(self, bias: torch.Tensor) -> torch.Tensor:
+        if self.grad is None:  # zeros: fresh pages arrive zeroed from the kernel, so this costs no extra pass
+            self.grad = torch.zeros_like(bias)
+        return self.grad
+
+
+def share_bias_gradient(bias: torch.Tensor) -> torch.Tensor:
+    """``bias`` (the same values) for several attention calls of one forward, e.g. all blocks of a stage.
+
+    In CPU training the chunked backward of each call then adds its bias gradient into one buffer, which autograd
+    receives once, instead of every call returning a bias-sized gradient for autograd to sum. At detection sizes
+    those are large (PyramidTNT-S at 800x1333: its stage-1 bias is 141 MB, once per block), and each was freshly
+    allocated memory, which glibc's malloc maps anew and the kernel faults in page by page: ~20% of the step, in
+    the copies that filled them. Elsewhere (inference, no gradient, export, torch.compile) ``bias`` is returned
+    as it is; gradients that reach the bias another way (textbook mode, small maps) are added as usual.
+    """
+    if (not torch.is_grad_enabled() or not bias.requires_grad or bias.device.type != 'cpu' or is_exporting()
+            or torch.compiler.is_compiling()):
+        return bias
+    sink = _BiasGradientSink()
+    shared = _SharedBiasGradient.apply(bias, sink)
+    setattr(shared, _SINK_ATTRIBUTE, sink)
+    return shared
+
+
+class _SharedBiasGradient(torch.autograd.Function):
+    """Identity whose backward adds the sink's sum to the gradient that arrived through autograd (if any)."""
+
+    @staticmethod
+    def forward(ctx, bias: torch.Tensor, sink: _BiasGradientSink) -> torch.Tensor:
+        ctx.sink = sink
+        ctx.set_materialize_grads(False)  # every consumer may have answered through the sink: no zero-filled map
+        return bias.view_as(bias)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Optional[torch.Tensor]):
+        total, ctx.sink.grad = ctx.sink.grad, None  # emptied: a second backward pass starts from zero
+        if total is None:
+            return grad, None
+        if grad is not None:
+            total += grad
+        return total, None
 
 
 def _textbook_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor],
@@ -181,7 +236,7 @@ class _ChunkedAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor], scale: float,
-                mix: Optional[torch.Tensor], rows: int) -> torch.Tensor:
+                mix: Optional[torch.Tensor], rows: int, sink: Optional[_BiasGradientSink]) -> torch.Tensor:
         b, heads, nq, nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
         qs, k, v = q.contiguous() * scale, k.contiguous(), v.contiguous()
         workspace = q.new_empty(3, b * heads * rows * nk)
@@ -193,7 +248,7 @@ class _ChunkedAttention(torch.autograd.Function):
                 maps = torch.matmul(mix, maps.view(b, heads, -1), out=mixed.view(b, heads, -1)).view_as(maps)
             out.append(maps @ v)
         ctx.save_for_backward(qs, k, v, bias, mix)
-        ctx.scale, ctx.rows = scale, rows
+        ctx.scale, ctx.rows, ctx.sink = scale, rows, sink
         return torch.cat(out, dim=2)
 
     @staticmethod
@@ -206,11 +261,14 @@ class _ChunkedAttention(torch.autograd.Function):
         grad_q, grad_k, grad_v = [], torch.zeros_like(k), torch.zeros_like(v)
         grad_mix = torch.zeros_like(mix) if mix is not None else None
         # a bias with a row per query row gets each row written once, by its chunk (no zero fill); a bias shared by
-        # all query rows sums over the chunks
+        # all query rows sums over the chunks; a bias shared by several calls (share_bias_gradient) sums into its sink
         bias_per_row = bias is not None and bias.shape[-2] > 1
-        grad_bias = None
+        grad_bias, sink = None, ctx.sink
         if ctx.needs_input_grad[3]:
-            grad_bias = torch.empty_like(bias) if bias_per_row else torch.zeros_like(bias)
+            if sink is not None:
+                grad_bias = sink.buffer(bias)
+            else:
+                grad_bias = torch.empty_like(bias) if bias_per_row else torch.zeros_like(bias)
         workspace = qs.new_empty(3, b * heads * rows * nk)
         for start in range(0, nq, rows):
             n = min(rows, nq - start)
@@ -232,7 +290,7 @@ class _ChunkedAttention(torch.autograd.Function):
                                                                     if mix is None else scratch)
             if grad_bias is not None:  # reduced over the axes the bias broadcasts along
                 grad_bias_rows = _bias_rows(grad_bias, start, rows)
-                if bias_per_row:
+                if bias_per_row and sink is None:
                     grad_bias_rows.copy_(grad_logits.sum_to_size(grad_bias_rows.shape))
                 else:
                     grad_bias_rows += grad_logits.sum_to_size(grad_bias_rows.shape)
@@ -240,7 +298,9 @@ class _ChunkedAttention(torch.autograd.Function):
             grad_q.append((grad_logits @ k).mul_(scale))
             grad_k.view(b * heads, nk, -1).baddbmm_(grad_logits.view(b * heads, n, nk).transpose(1, 2),
                                                      qs_rows.reshape(b * heads, n, -1))
-        return torch.cat(grad_q, dim=2), grad_k, grad_v, grad_bias, None, grad_mix, None
+        if sink is not None:  # handed to autograd once, by _SharedBiasGradient
+            grad_bias = None
+        return torch.cat(grad_q, dim=2), grad_k, grad_v, grad_bias, None, grad_mix, None, None
 
 
 def _chunk_views(workspace: torch.Tensor, b: int, heads: int, rows: int, nk: int) -> List[torch.Tensor]:

@@ -4,7 +4,7 @@ import importlib
 import pytest
 import torch
 
-from mmvit_backbones.models.layers import attention, chunked_attention, naive_attention_mode
+from mmvit_backbones.models.layers import attention, chunked_attention, naive_attention_mode, share_bias_gradient
 
 # the package exports a function of the same name as the module
 attention_module = importlib.import_module('mmvit_backbones.models.layers.attention')
@@ -45,6 +45,32 @@ def test_chunk_gradients_numerically():
     mix = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda *t: chunked_attention(*t[:4], 0.7, t[4], chunk_elements=8),
                                     (q, k, v, bias, mix))
+
+
+@pytest.mark.parametrize('bias_shape', [(1, HEADS, NQ, NK), (B, 1, 1, NK)])
+def test_shared_bias_gradient(monkeypatch, bias_shape):
+    """A bias shared by several calls (three chunked, one small enough for the one-pass form) gets the gradient of
+    the unshared bias, summed in one buffer; a second backward pass over the same graph starts from zero."""
+    q, k, v, bias, _ = _inputs(bias_shape, False)
+    sinks = []
+    original = attention_module._BiasGradientSink.buffer
+    monkeypatch.setattr(attention_module._BiasGradientSink, 'buffer',
+                        lambda self, like: sinks.append(self) or original(self, like))
+
+    def forward(shared):  # per call a different scale: different gradients to sum
+        outs = [chunked_attention(q, k, v, shared, 0.3 + 0.2 * i, chunk_elements=2 * B * HEADS * NK)
+                for i in range(3)]
+        return sum(outs) + chunked_attention(q[:, :, :1], k, v, shared[..., :1, :] if shared.shape[-2] > 1 else shared)
+
+    grad = torch.randn(B, HEADS, NQ, D, dtype=torch.float64)
+    expected = torch.autograd.grad(forward(bias), (q, k, v, bias), grad)
+    out = forward(share_bias_gradient(bias))
+    for _ in range(2):
+        for got, want in zip(torch.autograd.grad(out, (q, k, v, bias), grad, retain_graph=True), expected):
+            torch.testing.assert_close(got, want)
+    assert len(set(map(id, sinks))) == 1 and len(sinks) == 6  # one sink, filled by three calls in each pass
+    with torch.no_grad():
+        assert share_bias_gradient(bias) is bias
 
 
 def test_masked_keys_in_chunks():
