@@ -118,7 +118,8 @@ def test_training_gradients_equal_those_of_the_plain_convolutions(build, monkeyp
     for m in _convs(reference):  # (kernel == stride convolutions keep their own GEMM backward: test_patch_conv.py)
         if isinstance(m, (ChannelsLastConv2d, ChannelsLastConvTranspose2d)):
             m.__class__ = nn.ConvTranspose2d if isinstance(m, nn.ConvTranspose2d) else nn.Conv2d
-    assert_same_gradients(model, reference, torch.randn(2, 3, 72, 100), rtol=1e-5, atol=1e-6)
+    assert_same_gradients(model.double(), reference.double(), torch.randn(2, 3, 72, 100, dtype=torch.float64),
+                          rtol=1e-9, atol=1e-12)
 
 
 def _attention_kernels(model: nn.Module, x: torch.Tensor):
