@@ -87,14 +87,16 @@ class CSWinAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, W, C) -> (B, H, W, C)
         b, h, w, _ = x.shape
         # channels of qkv: (q|k|v) x (branch) x (heads) x (head_dim), as the official reshape splits them
-        qkv = self.qkv(x).view(b, h, w, 3, self.num_branches, self.heads, self.head_dim)
+        # (unbind rather than indexing, here and for q/k/v: the backward of each select zero-fills a tensor of the
+        # whole input's size and autograd sums them; unbind's stacks the parts' gradients once)
+        branches = self.qkv(x).view(b, h, w, 3, self.num_branches, self.heads, self.head_dim).unbind(4)
         if self.num_branches == 1:  # global: one "stripe" covering the whole map, never padded
-            return self.proj(self._stripes(qkv[..., 0, :, :], None, self.lepe[0].weight, self.lepe[0].bias))
+            return self.proj(self._stripes(branches[0], None, self.lepe[0].weight, self.lepe[0].bias))
         # branch 0: vertical stripes (full height x split_size columns) = horizontal stripes of the transposed map,
         # with the LePE kernel transposed accordingly; branch 1: horizontal stripes (split_size rows x full width)
-        vertical = self._stripes(qkv[..., 0, :, :].transpose(1, 2), self.split_size,
+        vertical = self._stripes(branches[0].transpose(1, 2), self.split_size,
                                  self.lepe[0].weight.transpose(-1, -2), self.lepe[0].bias).transpose(1, 2)
-        horizontal = self._stripes(qkv[..., 1, :, :], self.split_size, self.lepe[1].weight, self.lepe[1].bias)
+        horizontal = self._stripes(branches[1], self.split_size, self.lepe[1].weight, self.lepe[1].bias)
         return self.proj(torch.cat([vertical, horizontal], dim=-1))  # the one copy that assembles the halves
 
     def _stripes(self, qkv: torch.Tensor, width: Optional[int], lepe_weight: torch.Tensor,
@@ -115,10 +117,10 @@ class CSWinAttention(nn.Module):
         length = width * w  # tokens per stripe
         # (B * n, L, 3, heads, d): a view for contiguous rows, one copy for a transposed map (F.pad's output is
         # already laid out in the transposed order)
-        windows = qkv.reshape(b * n, length, 3, heads, d)
-        q, k, v = (windows[:, :, i].transpose(1, 2) for i in range(3))  # each (B * n, heads, L, d)
+        q, k, v_tokens = qkv.reshape(b * n, length, 3, heads, d).unbind(2)  # each (B * n, L, heads, d)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v_tokens))  # each (B * n, heads, L, d)
         # LePE: depthwise 3x3 over each stripe separately (zero padding at stripe borders)
-        v_map = windows[:, :, 2].reshape(b * n, width, w, heads * d).permute(0, 3, 1, 2)
+        v_map = v_tokens.reshape(b * n, width, w, heads * d).permute(0, 3, 1, 2)
         lepe = F.conv2d(v_map, lepe_weight, lepe_bias, padding=1, groups=heads * d)  # (B * n, heads * d, width, W)
         lepe = lepe.permute(0, 2, 3, 1).reshape(b * n, length, heads, d).transpose(1, 2)
         bias = self._padding_bias(b, n, width, w, top, h, q) if padded and self.mask_padded_keys else None
