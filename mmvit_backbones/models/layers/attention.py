@@ -175,7 +175,7 @@ class _BiasGradientSink:
         self.grad: Optional[torch.Tensor] = None
 
     def buffer(self, bias: torch.Tensor) -> torch.Tensor:
-        if self.grad is None:  # zeros: fresh pages arrive zeroed from the kernel, so this costs no extra pass
+        if self.grad is None:  # zero-filled once per backward pass; every call then adds its rows
             self.grad = torch.zeros_like(bias)
         return self.grad
 
