@@ -9,7 +9,7 @@ PARITY_DIR = osp.join(ROOT, 'tests', 'data', 'parity')
 @pytest.fixture(scope='session')
 def coco_shapes(tmp_path_factory) -> str:
     """A small COCO-format synthetic instance dataset (shared by the tests of one session)."""
-    from mmvit_backbones.synthetic_data import make_coco_shapes
+    from mmvit_backbones.testing.synthetic_data import make_coco_shapes
     root = str(tmp_path_factory.mktemp('coco_shapes'))
     make_coco_shapes(root, num_train=8, num_val=4, size=(128, 160), seed=1)
     return root
@@ -18,7 +18,7 @@ def coco_shapes(tmp_path_factory) -> str:
 @pytest.fixture(scope='session')
 def ade_shapes(tmp_path_factory) -> str:
     """A small ADE20K-format synthetic semantic dataset; returns the directory holding ADEChallengeData2016."""
-    from mmvit_backbones.synthetic_data import make_ade_shapes
+    from mmvit_backbones.testing.synthetic_data import make_ade_shapes
     root = str(tmp_path_factory.mktemp('ade_shapes'))
     return make_ade_shapes(root, num_train=4, num_val=2, size=(128, 160), seed=1)
 

@@ -35,7 +35,7 @@ detail is handled here, without editing any official file: T2T-ViT's ``models/``
 variants), so that ``t2t_vit.py``'s relative imports resolve.
 
 Weights: the official model is built without classifier (``num_classes=0``) and without stochastic depth; its
-state-dict layout is filled by the project's documented rule (:func:`mmvit_backbones.parity.official_state_dict`)
+state-dict layout is filled by the project's documented rule (:func:`mmvit_backbones.testing.parity.official_state_dict`)
 and loaded into it, and the same official-layout dict goes into ours through the converter, exactly as a downloaded
 checkpoint (:func:`mmvit_backbones.checkpoint.load_pretrained`). Before timing, a parity check at the native size
 compares our map that corresponds to the official final feature map (the last stage, before the classifier's norm
@@ -313,7 +313,7 @@ def _layout(net: nn.Module) -> dict:
 
 
 def _official_weights(layout: dict) -> Dict[str, Tensor]:
-    from mmvit_backbones.parity import official_state_dict
+    from mmvit_backbones.testing.parity import official_state_dict
     return official_state_dict(dict(keys=layout['keys'],
                                     int_buffers={k: torch.from_numpy(v) for k, v in layout['int_buffers'].items()}))
 
@@ -344,7 +344,7 @@ def _release_memory() -> None:
 # ---------------------------------------------------------------------------------------------------- the jobs
 def _parity_job(job: dict) -> dict:
     """Build both models, fill and load the same weights, compare the final maps at the native size."""
-    from mmvit_backbones.parity import tolerance
+    from mmvit_backbones.testing.parity import tolerance
     pair, args = PAIRS[job['pair']], job['args']
     with _quiet():
         official = pair.build_official(args.official_root)

@@ -13,7 +13,7 @@ import sys
 import _bootstrap  # noqa: F401
 import torch
 
-from mmvit_backbones.parity import run_parity
+from mmvit_backbones.testing.parity import run_parity
 
 
 # a decorator, not torch.set_grad_enabled(False): main() also runs inside other programs (the tests), whose

@@ -35,8 +35,8 @@ import torch.nn.functional as F
 
 from mmvit_backbones.checkpoint import load_pretrained
 from mmvit_backbones.models.backbones import MLPMixer, ResMLP
-from mmvit_backbones.parity import official_state_dict
-from mmvit_backbones.synthetic_data import make_coco_shapes
+from mmvit_backbones.testing.parity import official_state_dict
+from mmvit_backbones.testing.synthetic_data import make_coco_shapes
 
 MODES = ('window', 'resample')
 
@@ -164,7 +164,7 @@ def shapes_segmentation_data(num: int, seed: int, size=(160, 192)) -> Tuple[torc
     import cv2
     import numpy as np
 
-    from mmvit_backbones.synthetic_data import _scene
+    from mmvit_backbones.testing.synthetic_data import _scene
     rng = np.random.default_rng(seed)
     images, labels = [], []
     for _ in range(num):
@@ -181,7 +181,7 @@ def segmentation_proxy(backbone: str, args) -> Dict[str, float]:
     """A dense-prediction stand-in when mmdet/mmcv are unavailable: the demo's small backbone + a 1x1 classifier on
     its stride-8 level, trained from the same random weights with each mechanism (same data order, same steps),
     scored by mIoU over the 4 classes on held-out scenes (upsampled logits)."""
-    from mmvit_backbones.cpu_configs import SMALL_BACKBONES
+    from mmvit_backbones.testing.cpu_configs import SMALL_BACKBONES
     from mmvit_backbones.registry import MODELS as BACKBONES
     train_x, train_y = shapes_segmentation_data(args.num_train, seed=1)
     val_x, val_y = shapes_segmentation_data(args.num_val, seed=2)

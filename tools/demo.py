@@ -20,8 +20,8 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmvit_backbones  # noqa: F401
-from mmvit_backbones.cpu_configs import narrow_detector, short_schedule, shrink_config
-from mmvit_backbones.synthetic_data import make_coco_shapes
+from mmvit_backbones.testing.cpu_configs import narrow_detector, short_schedule, shrink_config
+from mmvit_backbones.testing.synthetic_data import make_coco_shapes
 
 DEMO_WIDTH = 64  # neck/head channels of the CPU-sized detector
 

@@ -78,7 +78,7 @@ def _lighten_heads(model) -> None:
     """CPU economy for detectors, structure unchanged: heads 32 channels wide after the neck (the backbone and the
     neck's inputs stay as configured) and RoI heads trained on 64 sampled RoIs of 200 proposals instead of 512 of
     2000, which is what makes a Cascade Mask R-CNN step cost seconds instead of a minute on 2 cores."""
-    from mmvit_backbones.cpu_configs import narrow_detector
+    from mmvit_backbones.testing.cpu_configs import narrow_detector
     narrow_detector(model, 32)
 
     def cap(node) -> None:
@@ -106,7 +106,7 @@ def test_config_trains_and_infers_one_step(config, coco_shapes, ade_shapes):
     from mmengine.runner import Runner
 
     import mmvit_backbones  # noqa: F401
-    from mmvit_backbones.cpu_configs import shrink_config
+    from mmvit_backbones.testing.cpu_configs import shrink_config
 
     cfg = Config.fromfile(config)
     segmentation = cfg.default_scope == 'mmseg'

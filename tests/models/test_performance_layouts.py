@@ -15,7 +15,7 @@ from mmvit_backbones.models import BoTNet, GCViT, PyramidTNT, ShuntedTransformer
 from mmvit_backbones.models.layers import channels_last_conv_weights
 from mmvit_backbones.models.layers import memory_format
 from mmvit_backbones.models.layers.memory_format import ChannelsLastConv2d, ChannelsLastConvTranspose2d
-from mmvit_backbones.testing import assert_same_gradients
+from mmvit_backbones.testing.contract import assert_same_gradients
 
 TINY_SHUNTED = dict(embed_dims=(16, 32, 48, 64), depths=(1, 1, 1, 1), num_heads=(2, 2, 2, 4), mlp_ratios=(2, 2, 2, 2),
                     sr_ratios=(8, 4, 2, 1), num_conv=0)

@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from mmvit_backbones.parity import official_state_dict
+from mmvit_backbones.testing.parity import official_state_dict
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 

@@ -17,7 +17,7 @@ import time
 import pytest
 from mmengine.config import Config
 
-from mmvit_backbones.cpu_configs import SMALL_BACKBONES, narrow_detector, short_schedule, shrink_config
+from mmvit_backbones.testing.cpu_configs import SMALL_BACKBONES, narrow_detector, short_schedule, shrink_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'retinanet_pyramidtnt_s_1x.py')

@@ -11,7 +11,7 @@ def test_upernet_trains_and_reports_miou(ade_shapes, tmp_path):
     from mmengine.runner import Runner
 
     import mmvit_backbones  # noqa: F401
-    from mmvit_backbones.cpu_configs import short_schedule, shrink_config
+    from mmvit_backbones.testing.cpu_configs import short_schedule, shrink_config
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'upernet_pyramidtnt_s_160k.py'))
     cfg = shrink_config(cfg, ade_shapes, scale=(128, 96), batch_size=2, small_backbone=True)
     cfg.model.decode_head.channels = 32
@@ -33,7 +33,7 @@ def test_tools_test_evaluates_a_segmentor_checkpoint(ade_shapes, tmp_path):
     import sys
 
     import mmvit_backbones  # noqa: F401
-    from mmvit_backbones.cpu_configs import short_schedule, shrink_config
+    from mmvit_backbones.testing.cpu_configs import short_schedule, shrink_config
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'upernet_pyramidtnt_s_160k.py'))
     cfg = shrink_config(cfg, ade_shapes, scale=(128, 96), batch_size=2, small_backbone=True)
     cfg = short_schedule(cfg, iters=1, warmup_iters=1, log_interval=1)

@@ -41,7 +41,7 @@ import torch.nn as nn
 from timm.layers import DropPath
 
 from ...checkpoint import StateDict
-from ...parity import ParityAdapter, register_parity_adapter
+from ...testing.parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import SizeCache, attention, channels_last_conv_weights, resize_1d_table
 from .base import PyramidBackbone

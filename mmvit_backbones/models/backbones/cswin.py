@@ -51,7 +51,7 @@ from mmengine.logging import print_log
 from timm.layers import DropPath
 
 from ...checkpoint import StateDict, read_checkpoint
-from ...parity import ParityAdapter, register_parity_adapter
+from ...testing.parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import Mlp, attention, init_linear_and_layernorm
 from ..layers.traceable import is_exporting, pad_to_multiple

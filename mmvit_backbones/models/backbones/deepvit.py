@@ -73,7 +73,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as torch_checkpoint
 from timm.layers import DropPath
 
-from ...parity import ParityAdapter, register_parity_adapter
+from ...testing.parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import (Mlp, PatchConv2d, SimpleFeaturePyramid, SizeCache, ViTAttention, channels_last_conv_weights,
                       chunked_attention, tokens_to_map)

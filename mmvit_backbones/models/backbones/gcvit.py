@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
 
 from ...checkpoint import StateDict
-from ...parity import ParityAdapter, register_parity_adapter
+from ...testing.parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import (Mlp, SizeCache, attention, channels_last_conv_weights, init_linear_and_layernorm,
                       resize_relative_position_table)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 
 from ...checkpoint import CheckpointError, StateDict
-from ...parity import ParityAdapter, register_parity_adapter
+from ...testing.parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import TOKEN_MIXING_MODES, Mlp, PatchConv2d, SimpleFeaturePyramid, init_linear_and_layernorm, mix_tokens
 from ..layers.traceable import ceil_div, is_exporting, pad_to_multiple

@@ -42,7 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
 
-from ...parity import ParityAdapter, register_parity_adapter
+from ...testing.parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import (PatchConv2d, SimpleFeaturePyramid, SizeCache, ViTBlock, init_linear_and_layernorm,
                       resize_grid_embed, tokens_to_map)

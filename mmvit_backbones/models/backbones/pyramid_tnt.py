@@ -63,7 +63,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
 
 from ...checkpoint import StateDict
-from ...parity import ParityAdapter, register_parity_adapter
+from ...testing.parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import (DoubleResolution, Mlp, SizeCache, attention, channels_last_conv_weights, init_conv_fan_out,
                       init_linear_and_layernorm, resize_dense_bias, resize_grid_embed, share_bias_gradient,

@@ -32,7 +32,7 @@ import torch.nn as nn
 from timm.layers import DropPath
 
 from ...checkpoint import StateDict
-from ...parity import ParityAdapter, register_parity_adapter
+from ...testing.parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import Mlp, init_linear_and_layernorm, mix_tokens
 from .mlp_mixer import AllMlpBackbone, Size2d, block_ids_of, capture_outputs, pretrain_grid_for

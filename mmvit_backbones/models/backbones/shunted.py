@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 
 from ...checkpoint import StateDict
-from ...parity import ParityAdapter, register_parity_adapter
+from ...testing.parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import (PatchConv2d, attention, channels_last_conv_weights, init_conv_fan_out, init_linear_and_layernorm,
                       tokens_to_map)

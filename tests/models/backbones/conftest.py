@@ -16,5 +16,5 @@ def fixture(request) -> dict:
 @pytest.fixture(scope='module')
 def official(fixture) -> dict:
     """The official-layout weights of the module's parity fixture."""
-    from mmvit_backbones.parity import official_state_dict
+    from mmvit_backbones.testing.parity import official_state_dict
     return official_state_dict(fixture)

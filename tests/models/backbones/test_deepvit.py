@@ -11,8 +11,8 @@ import mmvit_backbones.models.backbones.deepvit as deepvit_module
 from mmvit_backbones.checkpoint import load_pretrained
 from mmvit_backbones.models import DeepViT
 from mmvit_backbones.models.layers import resize_grid_embed
-from mmvit_backbones.parity import _ADAPTERS, fixture_input, official_state_dict, tolerance
-from mmvit_backbones.testing import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
+from mmvit_backbones.testing.parity import _ADAPTERS, fixture_input, official_state_dict, tolerance
+from mmvit_backbones.testing.contract import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
                                      assert_builds_from_both_registries, assert_checkpoint_forms,
                                      assert_foreign_checkpoint_error, assert_frozen, assert_layer_depths,
                                      assert_missing_checkpoint_error, assert_naive_attention_matches,

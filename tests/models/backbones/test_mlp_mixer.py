@@ -12,7 +12,7 @@ from mmvit_backbones.checkpoint import CheckpointError, load_pretrained
 from mmvit_backbones.models.backbones.mlp_mixer import MLPMixer, flax_same_padding
 from mmvit_backbones.models.layers import mix_tokens, resize_token_grid, window_token_mixing
 from mmvit_backbones.models.layers.token_mixing import num_windows
-from mmvit_backbones.testing import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
+from mmvit_backbones.testing.contract import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
                                      assert_builds_from_both_registries, assert_checkpoint_forms,
                                      assert_foreign_checkpoint_error, assert_frozen, assert_layer_depths,
                                      assert_missing_checkpoint_error, assert_parity, assert_pyramid,

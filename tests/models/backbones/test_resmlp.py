@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from mmvit_backbones.checkpoint import CheckpointError, load_pretrained
 from mmvit_backbones.models.backbones.resmlp import ResMLP
-from mmvit_backbones.testing import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
+from mmvit_backbones.testing.contract import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
                                      assert_builds_from_both_registries, assert_checkpoint_forms,
                                      assert_foreign_checkpoint_error, assert_frozen, assert_layer_depths,
                                      assert_missing_checkpoint_error, assert_parity, assert_pyramid,
@@ -96,7 +96,7 @@ def test_parity_fixture(fixture):
 
 
 def test_real_fixture_weights_any_size(fixture, official):
-    from mmvit_backbones.parity import _ADAPTERS
+    from mmvit_backbones.testing.parity import _ADAPTERS
     model = _ADAPTERS['resmlp'](fixture).build()
     load_pretrained(model, official)
     with torch.no_grad():

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 import mmvit_backbones.models.backbones.shunted as shunted_module
 from mmvit_backbones.checkpoint import CheckpointError, load_pretrained
 from mmvit_backbones.models import ShuntedTransformer
-from mmvit_backbones.parity import _ADAPTERS, fixture_input, official_state_dict
-from mmvit_backbones.testing import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
+from mmvit_backbones.testing.parity import _ADAPTERS, fixture_input, official_state_dict
+from mmvit_backbones.testing.contract import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
                                      assert_builds_from_both_registries, assert_checkpoint_forms,
                                      assert_foreign_checkpoint_error, assert_frozen, assert_layer_depths,
                                      assert_missing_checkpoint_error, assert_naive_attention_matches, assert_norm_eval,

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from mmvit_backbones.models import DeepViT, PlainViT, ShuntedTransformer
 from mmvit_backbones.models.layers import PatchConv2d, PatchConvTranspose2d, SimpleFeaturePyramid
-from mmvit_backbones.testing import assert_same_gradients
+from mmvit_backbones.testing.contract import assert_same_gradients
 
 
 def _plain_copy(conv: nn.Module) -> nn.Module:

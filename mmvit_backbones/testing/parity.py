@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Tuple
 import torch
 import torch.nn as nn
 
-from .checkpoint import load_pretrained
+from ..checkpoint import load_pretrained
 
 
 @dataclass
@@ -92,7 +92,7 @@ class OutputResult:
 
 def run_parity(fixture: dict) -> Tuple[List[OutputResult], nn.Module]:
     """Convert the fixture's official weights, run the backbone, compare every output."""
-    from . import models  # noqa: F401  (registers the adapters)
+    from .. import models  # noqa: F401  (registers the adapters)
     arch = fixture['arch']
     if arch not in _ADAPTERS:
         raise KeyError(f'no parity adapter for arch {arch!r}; known: {sorted(_ADAPTERS)}')

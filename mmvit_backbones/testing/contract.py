@@ -35,7 +35,7 @@ def assert_parity(fixture: dict, skipped: Sequence[str] = ('logits', ),
     """Run the fixture's parity check and require its verdict: every output of ``fixture['outputs']`` reported,
     each ``'ok'`` except exactly the ``skipped`` ones (classifier outputs the backbone drops); with ``ok``, the
     fixture's outputs must be exactly ``ok`` + ``skipped``. Returns the model, with the fixture's weights loaded."""
-    from mmvit_backbones.parity import run_parity
+    from mmvit_backbones.testing.parity import run_parity
     results, model = run_parity(fixture)
     lines = '\n'.join(r.line() for r in results)
     assert [r.name for r in results] == list(fixture['outputs']), lines
