@@ -26,6 +26,13 @@ setup(
     extras_require={
         'det': ['mmdet==3.3.0', 'pycocotools'],
         'seg': ['mmsegmentation==1.2.2', 'ftfy', 'regex'],  # mmseg 1.2.2 imports ftfy/regex without declaring
-        'tests': ['pytest>=7', 'tqdm'],
+        'tests': ['pytest>=7', 'tqdm', 'ruff==0.17.6'],
+        # the documentation site (mkdocs build --strict runs in the test suite)
+        'docs': ['mkdocs==1.6.1', 'mkdocs-material==9.8.2', 'mkdocstrings==1.0.8', 'mkdocstrings-python==2.0.11'],
+        # deployment through mmdeploy 1.3.1 to ONNX Runtime; mmdeploy itself must be installed with --no-deps
+        # (its protobuf<=3.20.2 pin breaks onnx): tools/setup_env.sh does it
+        'deploy': ['onnx==1.23.2', 'onnxruntime==1.32.0', 'aenum'],
+        # the same backbones from timm, segmentation_models_pytorch, Hugging Face transformers and torchvision
+        'interop': ['torchvision', 'segmentation-models-pytorch==0.6.0', 'transformers==5.25.0'],
     },
 )
