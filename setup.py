@@ -1,18 +1,32 @@
-"""mmvit_backbones: vision-transformer backbones for MMDetection 3.x and MMSegmentation 1.x.
+"""mmvit_backbones: eleven vision-transformer and MLP backbone families for MMDetection 3.x and MMSegmentation 1.x.
 
 Runtime dependencies are declared below. mmcv has no wheel for current torch on PyPI: build it from the sdist
-against the installed torch *before* installing this package (``tools/setup_env.sh`` does it; README
-"Installation"), otherwise pip builds it in an isolated environment without its compiled ops.
+against the installed torch *before* installing this package (``tools/setup_env.sh`` does it; docs/installation.md),
+otherwise pip builds it in an isolated environment without its compiled ops.
 """
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+
+
+def read_version() -> str:
+    """The version from mmvit_backbones/version.py, read as text: importing the package would need torch."""
+    text = (HERE / 'mmvit_backbones' / 'version.py').read_text(encoding='utf-8')
+    return re.search(r"^__version__ = '([^']+)'", text, re.M).group(1)
+
 
 setup(
     name='mmvit_backbones',
-    version='0.1.0',
-    description='PyramidTNT, GC ViT, Shunted Transformer, T2T-ViT, BoTNet and plain ViT (DINO) backbones for '
-    'MMDetection 3.x and MMSegmentation 1.x',
-    long_description=open('README.md', encoding='utf-8').read(),
+    version=read_version(),
+    description='PyramidTNT, GC ViT, Shunted Transformer, T2T-ViT, BoTNet, plain ViT (DINO), CSWin, TNT, DeepViT, '
+    'MLP-Mixer and ResMLP backbones with official weights at any input size, for MMDetection 3.x and '
+    'MMSegmentation 1.x',
+    long_description=(HERE / 'README.md').read_text(encoding='utf-8'),
     long_description_content_type='text/markdown',
+    license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(include=['mmvit_backbones', 'mmvit_backbones.*']),
     install_requires=[
@@ -35,4 +49,10 @@ setup(
         # the same backbones from timm, segmentation_models_pytorch, Hugging Face transformers and torchvision
         'interop': ['torchvision', 'segmentation-models-pytorch==0.6.0', 'transformers==5.25.0'],
     },
+    classifiers=[
+        'License :: OSI Approved :: Apache Software License',
+        'Programming Language :: Python :: 3',
+        'Topic :: Scientific/Engineering :: Artificial Intelligence',
+        'Topic :: Scientific/Engineering :: Image Recognition',
+    ],
 )
