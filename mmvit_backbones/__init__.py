@@ -8,8 +8,8 @@ from .checkpoint import allow_mmengine_checkpoint_types, load_pretrained
 from .engine import LayerwiseDecayOptimWrapperConstructor
 from .models import *  # noqa: F401,F403
 from .models import __all__ as _model_names
+from .version import __version__
 
-__version__ = '0.1.0'
 allow_mmengine_checkpoint_types()
 
 __all__ = ['load_pretrained', 'LayerwiseDecayOptimWrapperConstructor', '__version__'] + list(_model_names)
