@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Compare the two any-size token-mixing mechanisms of MLPMixer/ResMLP (README "MLP-Mixer and ResMLP at any size").
 
-    python tools/compare_mlp_any_size.py                      # drift with filled weights + RetinaNet demo runs
-    python tools/compare_mlp_any_size.py --skip-detection     # drift only (seconds)
+    python dev/compare_mlp_any_size.py                      # drift with filled weights + RetinaNet demo runs
+    python dev/compare_mlp_any_size.py --skip-detection     # drift only (seconds)
 
 ``window``: the pretrained token operator within (shifted) windows of the pretraining grid; ``resample``: RaftMLP's
 bicubic resize of the grid to the pretraining grid around every token-mixing step
@@ -29,7 +29,7 @@ import sys
 import time
 from typing import Dict, List, Tuple
 
-import _bootstrap  # noqa: F401
+import _bootstrap
 import torch
 import torch.nn.functional as F
 
@@ -139,8 +139,8 @@ def start_detection(backbone: str, mode: str, args) -> subprocess.Popen:
     """Start one demo run (RetinaNet + ``backbone`` with token mixing ``mode``) in a subprocess."""
     options = [f'model.backbone.type={backbone}', f'model.backbone.token_mixing={mode}',
                f'model.backbone.pretrain_img_size={args.pretrain_img_size}', f'randomness.seed={args.seed}']
-    cmd = [sys.executable, 'tools/demo.py', '--epochs', str(args.epochs), '--num-train', str(args.num_train),
-           '--num-val', str(args.num_val), '--data-root', args.data_root,
+    cmd = [sys.executable, osp.join(_bootstrap.ROOT, 'tools', 'demo.py'), '--epochs', str(args.epochs),
+           '--num-train', str(args.num_train), '--num-val', str(args.num_val), '--data-root', args.data_root,
            '--work-dir', f'{args.work_dir}/{backbone}_{mode}', '--cfg-options'] + options
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -181,8 +181,8 @@ def segmentation_proxy(backbone: str, args) -> Dict[str, float]:
     """A dense-prediction stand-in when mmdet/mmcv are unavailable: the demo's small backbone + a 1x1 classifier on
     its stride-8 level, trained from the same random weights with each mechanism (same data order, same steps),
     scored by mIoU over the 4 classes on held-out scenes (upsampled logits)."""
-    from mmvit_backbones.testing.cpu_configs import SMALL_BACKBONES
     from mmvit_backbones.registry import MODELS as BACKBONES
+    from mmvit_backbones.testing.cpu_configs import SMALL_BACKBONES
     train_x, train_y = shapes_segmentation_data(args.num_train, seed=1)
     val_x, val_y = shapes_segmentation_data(args.num_val, seed=2)
     result = {}

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Time our backbones side by side with the official implementations: same weights, same input, float32, batch 1.
 
-    python tools/benchmark_official.py --official-root /tmp/official                      # native sizes, fwd + fwd+bwd
-    python tools/benchmark_official.py --official-root /tmp/official --markdown           # as a README table
-    python tools/benchmark_official.py --official-root /tmp/official --pairs shunted dino --size 800x1333
-    python tools/benchmark_official.py --official-root /tmp/official --threads 1 --iters 1 --warmup 0 --repeats 1
+    python dev/benchmark_official.py --official-root /tmp/official                      # native sizes, fwd + fwd+bwd
+    python dev/benchmark_official.py --official-root /tmp/official --markdown           # as a README table
+    python dev/benchmark_official.py --official-root /tmp/official --pairs shunted dino --size 800x1333
+    python dev/benchmark_official.py --official-root /tmp/official --threads 1 --iters 1 --warmup 0 --repeats 1
 
 Pairs (``--pairs`` name: official model, file, factory -> ours as the registry builds it with
 ``MODELS.build(dict(type=..., arch=...))``; native input size):
@@ -35,12 +35,12 @@ detail is handled here, without editing any official file: T2T-ViT's ``models/``
 variants), so that ``t2t_vit.py``'s relative imports resolve.
 
 Weights: the official model is built without classifier (``num_classes=0``) and without stochastic depth; its
-state-dict layout is filled by the project's documented rule (:func:`mmvit_backbones.testing.parity.official_state_dict`)
-and loaded into it, and the same official-layout dict goes into ours through the converter, exactly as a downloaded
-checkpoint (:func:`mmvit_backbones.checkpoint.load_pretrained`). Before timing, a parity check at the native size
-compares our map that corresponds to the official final feature map (the last stage, before the classifier's norm
-and pooling where the official model has them) with the tolerance ``1e-4 max|ref| + 1e-5``; the rows of a pair that
-fails say MISMATCH.
+state-dict layout is filled by the project's documented rule
+(:func:`mmvit_backbones.testing.parity.official_state_dict`) and loaded into it, and the same official-layout dict
+goes into ours through the converter, exactly as a downloaded checkpoint
+(:func:`mmvit_backbones.checkpoint.load_pretrained`). Before timing, a parity check at the native size compares our
+map that corresponds to the official final feature map (the last stage, before the classifier's norm and pooling where
+the official model has them) with the tolerance ``1e-4 max|ref| + 1e-5``; the rows of a pair that fails say MISMATCH.
 
 Modes (``--modes``): ``fwd`` inference (eval, no_grad); ``fwd+bwd`` forward + backward of the sum of the output means
 (train mode; each gradient laid out like its output, as in tools/benchmark.py): the official model's output is its
@@ -76,14 +76,13 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
-import _bootstrap  # noqa: F401  (puts the repository root on sys.path)
+import _bootstrap  # noqa: F401  (puts the repository root and tools/ on sys.path)
+import benchmark as bench  # tools/benchmark.py: Runner, the peak-memory sampler, the GEMM probe, the machine line
 import numpy as np
 import torch
 import torch.nn as nn
 
 from mmvit_backbones.models.layers import tokens_to_map
-
-import benchmark as bench  # tools/benchmark.py: Runner, the peak-memory sampler, the GEMM probe, the machine line
 
 Size2d = Tuple[int, int]
 Tensor = torch.Tensor
@@ -319,9 +318,9 @@ def _official_weights(layout: dict) -> Dict[str, Tensor]:
 
 
 def _build_ours(pair: Pair, no_adapters: bool, weights: Dict[str, Tensor]):
-    import mmvit_backbones  # noqa: F401  (registers the backbones)
     from mmengine.registry import MODELS
 
+    import mmvit_backbones  # noqa: F401  (registers the backbones)
     from mmvit_backbones.checkpoint import load_pretrained
     model = MODELS.build(_ours_kwargs(pair, no_adapters))
     report = load_pretrained(model, weights, logger='silent')  # the converter, as for a downloaded checkpoint
