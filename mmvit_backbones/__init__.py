@@ -6,6 +6,7 @@ checkpoints for ``torch.load(weights_only=True)``.
 """
 from .checkpoint import allow_mmengine_checkpoint_types, load_pretrained
 from .engine import LayerwiseDecayOptimWrapperConstructor
+from .interop import timm_models as _timm_models  # noqa: F401  (registers mmvit_* models with timm)
 from .models import *  # noqa: F401,F403
 from .models import __all__ as _model_names
 from .version import __version__
