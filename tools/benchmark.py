@@ -61,8 +61,9 @@ Size2d = Tuple[int, int]
 def _build(spec: str) -> torch.nn.Module:
     """``Type[:arch[:key=value,...]]``, e.g. ``DeepViT:s:with_cp=True,norm_eval=True`` (values as Python
     literals, strings as they are)."""
-    import mmvit_backbones  # noqa: F401
     from mmengine.registry import MODELS
+
+    import mmvit_backbones  # noqa: F401
     type_name, _, rest = spec.partition(':')
     arch, _, extra = rest.partition(':')
     kwargs = dict(type=type_name)

@@ -13,7 +13,12 @@ TINY_PYRAMIDTNT = dict(depths=[1, 1, 1, 1], outer_dims=[32, 64, 128, 128], inner
 
 
 def _tiny_retinanet_config(data_root: str, epochs: int) -> Config:
-    from mmvit_backbones.testing.cpu_configs import backbone_out_channels, set_neck_channels, short_schedule, shrink_config
+    from mmvit_backbones.testing.cpu_configs import (
+        backbone_out_channels,
+        set_neck_channels,
+        short_schedule,
+        shrink_config,
+    )
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'retinanet_pyramidtnt_s_1x.py'))
     cfg = shrink_config(cfg, data_root, scale=(160, 128), batch_size=4)
     cfg.model.backbone.arch = TINY_PYRAMIDTNT

@@ -10,12 +10,17 @@ import torch.nn.functional as F
 from mmengine.config import Config
 
 import mmvit_backbones
-from mmvit_backbones.testing.cpu_configs import SMALL_BACKBONES, shrink_config
-from mmvit_backbones.export import (ExportableAdaptiveAvgPool2d, ExportError, compare_with_onnxruntime, export_onnx,
-                                    exportable_modules)
+from mmvit_backbones.export import (
+    ExportableAdaptiveAvgPool2d,
+    ExportError,
+    compare_with_onnxruntime,
+    export_onnx,
+    exportable_modules,
+)
 from mmvit_backbones.models.backbones import PyramidBackbone
 from mmvit_backbones.models.layers.traceable import bicubic_matrix, repeated_max_pool
 from mmvit_backbones.registry import MODELS
+from mmvit_backbones.testing.cpu_configs import SMALL_BACKBONES, shrink_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 EXPORT_HW = (64, 96)
@@ -56,7 +61,8 @@ def check_export(model: nn.Module, tmp_path, shapes=CHECK_SHAPES) -> None:
 
 @pytest.mark.parametrize('name', BACKBONES)
 def test_backbone_exports_with_dynamic_size(name, tmp_path):
-    assert name in SMALL_BACKBONES, f'{name}: add its small variant to mmvit_backbones.testing.cpu_configs.SMALL_BACKBONES'
+    assert name in SMALL_BACKBONES, \
+        f'{name}: add its small variant to mmvit_backbones.testing.cpu_configs.SMALL_BACKBONES'
     torch.manual_seed(0)
     model = MODELS.build(dict(type=name, **SMALL_BACKBONES[name])).eval()
     check_export(model, tmp_path)
