@@ -7,7 +7,15 @@
 import argparse
 import os.path as osp
 
-from _bootstrap import add_common_args, close_distributed, load_config
+from _bootstrap import (
+    add_common_args,
+    close_distributed,
+    exit_if_missing,
+    load_config,
+    missing_checkpoint,
+    missing_data,
+    usage_error,
+)
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -33,7 +41,7 @@ def build_config(args) -> Config:
     if args.show_dir:
         hook = cfg.default_hooks.get('visualization')
         if hook is None:
-            raise SystemExit('--show-dir needs a `visualization` hook in default_hooks')
+            usage_error('--show-dir needs a `visualization` hook in default_hooks')
         hook['draw'] = True
         if is_segmentation:
             cfg.visualizer['save_dir'] = args.show_dir
@@ -49,10 +57,15 @@ def build_config(args) -> Config:
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
+    # the checkpoint and the test data, checked before the runner is built
+    exit_if_missing(missing_checkpoint(args.checkpoint, 'The checkpoint to test',
+                                       'Train one first (python tools/train.py CONFIG writes it into work_dirs/), or '
+                                       'pass the path of a trained checkpoint.'),
+                    missing_data(cfg, ('test',)))
+    if args.out and cfg.get('default_scope') != 'mmseg' and not args.out.endswith(('.pkl', '.pickle')):
+        usage_error('--out must be a .pkl file for detection results')
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if args.out and cfg.get('default_scope') != 'mmseg':
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise SystemExit('--out must be a .pkl file for detection results')
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     metrics = runner.test()

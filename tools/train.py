@@ -9,7 +9,16 @@ without installing the package.
 """
 import argparse
 
-from _bootstrap import add_common_args, close_distributed, load_config
+from _bootstrap import (
+    add_common_args,
+    close_distributed,
+    exit_if_missing,
+    load_config,
+    missing_checkpoint,
+    missing_data,
+    missing_init_checkpoints,
+    usage_error,
+)
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -34,12 +43,12 @@ def build_config(args) -> Config:
     if args.amp:
         import torch
         if not torch.cuda.is_available():
-            raise SystemExit('--amp needs a CUDA GPU (mmengine AmpOptimWrapper); drop --amp to train on CPU.')
+            usage_error('--amp needs a CUDA GPU (mmengine AmpOptimWrapper); drop --amp to train on CPU.')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
-            raise SystemExit('--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=...)` in the config')
+            usage_error('--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=...)` in the config')
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
         cfg.resume = True
@@ -53,6 +62,14 @@ def build_config(args) -> Config:
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
+    # every file the run reads, checked before the runner is built (a missing one would surface minutes later)
+    if args.resume is not None:
+        load_fix = 'Pass an existing checkpoint to --resume, or --resume alone for the latest one of the work dir.'
+    else:
+        load_fix = 'Point load_from at an existing checkpoint (--cfg-options load_from=PATH), or set it to None.'
+    exit_if_missing(missing_init_checkpoints(cfg),
+                    missing_checkpoint(cfg.get('load_from'), 'The checkpoint to start from (load_from)', load_fix),
+                    missing_data(cfg, ('train', 'val')))
     if cfg.get('compile'):  # mmengine compiles train_step, forward + backward: see engine/compile.py
         enable_dynamic_shape_training()
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
