@@ -59,3 +59,52 @@ def test_readme_plain_pytorch_snippet_runs(tmp_path):
     expected = [ast.literal_eval(line[2:]) for line in snippet.splitlines() if line.startswith('# ')]
     printed = [ast.literal_eval(line) for line in proc.stdout.splitlines() if line.startswith(('[(', '('))]
     assert printed == expected and len(expected) == 2
+
+
+def _zoo_rows():
+    """The README's model zoo table: ``{type: (arch cell, top-1 cell, weights cell, configs cell)}``."""
+    text = open(osp.join(ROOT, 'README.md'), encoding='utf-8').read()
+    table = text.split('## Model zoo', 1)[1].split('\n\n', 2)[1]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        rows[re.search(r'\(`(\w+)`\)', cells[0]).group(1)] = cells[1:]
+    return rows
+
+
+def test_zoo_table_has_every_family_and_its_variants_build():
+    from mmvit_backbones import models
+    rows = _zoo_rows()
+    families = {name for name in models.__all__ if name != 'PyramidBackbone' and hasattr(models, name)}
+    families = {name for name in families if isinstance(getattr(models, name), type)
+                and issubclass(getattr(models, name), models.PyramidBackbone)}
+    assert set(rows) == families
+    for name, (arch_cell, top1_cell, _, configs_cell) in rows.items():
+        cls = getattr(models, name)
+        for arch in re.findall(r'`([\w-]+)`', arch_cell.split(';')[0]):
+            cls.resolve_arch(arch)  # raises for a name the class does not know
+        assert re.search(r'\d\d\.\d', top1_cell), name
+
+
+def test_zoo_table_matches_the_official_weights_tables():
+    """Every published top-1 of a family's ``official_weights`` is in its README row, and the row points at the host
+    (and first path segment) of every released file."""
+    from urllib.parse import urlparse
+
+    from mmvit_backbones import models
+    rows = _zoo_rows()
+    checked = 0
+    for name, (_, top1_cell, weights_cell, _) in rows.items():
+        tables = getattr(getattr(models, name), 'official_weights', None)
+        if not tables:
+            continue
+        for key, weights in tables.items():
+            if weights.top1 is not None:
+                assert f'{weights.top1:g}' in top1_cell, (name, key, weights.top1)
+            if weights.url and weights.url.startswith('http'):
+                url = urlparse(weights.url)
+                source = url.netloc + '/' + url.path.strip('/').split('/')[0]
+                assert source in weights_cell, (name, key, source)
+            checked += 1
+    if not checked:
+        pytest.skip('no official_weights tables in the model classes yet')
