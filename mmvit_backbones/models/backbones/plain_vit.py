@@ -172,7 +172,7 @@ class PlainViT(PyramidBackbone):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.pretrain_grid[0] * self.pretrain_grid[1], dim))
         # DINO's stochastic-depth rule over the full depth, so a truncated model keeps each block's rate
-        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        rates = torch.linspace(0, drop_path_rate, depth, device='cpu').tolist()  # (also under a meta device)
         self.blocks = nn.ModuleList([
             ViTBlock(dim, heads, float(settings.get('mlp_ratio', 4.0)), bool(settings.get('qkv_bias', True)),
                      drop_path=rates[i], norm_eps=float(settings.get('norm_eps', 1e-6)),
