@@ -52,8 +52,9 @@ def test_readme_plain_pytorch_snippet_runs(tmp_path):
     checkpoint = re.search(r"load_pretrained\(model, '([^']+)'\)", snippet).group(1)
     os.makedirs(tmp_path / osp.dirname(checkpoint), exist_ok=True)
     torch.save(CSWin(arch='t').state_dict(), tmp_path / checkpoint)
+    python_path = os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')])  # the package from this checkout
     proc = subprocess.run([sys.executable, '-c', snippet], cwd=str(tmp_path), capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+                          timeout=300, env=dict(os.environ, PYTHONPATH=python_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     # each print(...) is followed by a comment line with what it prints
     expected = [ast.literal_eval(line[2:]) for line in snippet.splitlines() if line.startswith('# ')]

@@ -37,17 +37,6 @@ def test_train_without_dataset_and_weights(tmp_path):
     assert not work_dir.exists()  # stopped before the runner (which creates the work dir) was built
 
 
-def test_train_with_data_but_without_weights(coco_shapes, tmp_path):
-    data = coco_shapes.rstrip('/') + '/'
-    message = _assert_usage_error(_run(
-        'train.py', osp.join(ROOT, 'configs', 'retinanet_gcvit_t_1x.py'), '--work-dir', str(tmp_path / 'work'),
-        '--cfg-options', f'train_dataloader.dataset.data_root={data}', f'val_dataloader.dataset.data_root={data}',
-        f'val_evaluator.ann_file={data}annotations/instances_val2017.json', cwd=str(tmp_path)))
-    assert 'dataset' not in message.split('\n')[0] and 'data_root' not in message
-    assert 'model.backbone.init_cfg.checkpoint' in message
-    assert 'https://huggingface.co/nvidia/GCViT/' in message  # GCViT.weights_hint
-
-
 def test_test_without_dataset_and_checkpoint(tmp_path):
     """tools/test.py on a segmentation config: the test split of ADE20K and the checkpoint to evaluate."""
     message = _assert_usage_error(_run('test.py', osp.join(ROOT, 'configs', 'upernet_vit_s_160k.py'),
