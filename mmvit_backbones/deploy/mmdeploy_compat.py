@@ -1,0 +1,184 @@
+"""Make mmdeploy 1.3.1 export this package's models with torch 2.13, without editing mmdeploy's files.
+
+Importing this module applies the fixes below once (:func:`apply`). The project's deploy configs
+(``configs/deploy/*.py``) list it in ``custom_imports``, so every process that loads one of them is fixed:
+``tools/deploy.py`` of this project, and mmdeploy's own ``tools/deploy.py`` / ``tools/test.py``, whose export and
+visualisation subprocesses reload the deploy config by path. ``import mmvit_backbones`` never imports it: the fixes
+change how torch and mmdeploy behave, which only a deployment should do.
+
+What is fixed (error -> cause -> fix):
+
+1. ``torch.onnx.export`` defaults to ``dynamo=True`` in torch 2.13, whose ``torch.export`` front end rejects
+   mmdeploy's ``dynamic_axes`` ("mismatch between the structure of inputs and dynamic_shapes") and ignores its
+   function rewriters and symbolics, which need the TorchScript exporter. Calls *from mmdeploy* get
+   ``dynamo=False``, and ``do_constant_folding=False``: folding would store, per attention block, the product of
+   a parameter and a fixed index (GC ViT's relative-position bias gathered from its table) instead of the
+   parameter, several times the weights' size; ONNX Runtime folds the same subgraphs in memory when it loads the
+   file. Every other caller of ``torch.onnx.export`` keeps torch's defaults.
+2. ``torch.onnx.symbolic_opset9._cast_Long`` is gone; mmdeploy's RoIAlign symbolic (two-stage detectors) imports
+   it. Put back as a Cast to int64.
+3. mmdeploy's ``CascadeRoIHead.predict_bbox`` rewrite asserts class-agnostic box regression (a bare
+   ``AssertionError``); the shipped Cascade Mask R-CNN configs regress per class. Replaced for ONNX Runtime by a
+   rewrite that refines each stage's RoIs with the deltas of the arg-max class, as mmdet's ``_refine_roi`` does.
+   Its ``predict_mask`` averages the stages' mask *logits*; mmdet averages their sigmoids: replaced likewise.
+4. mmdeploy turns ``F.adaptive_avg_pool2d`` (UPerNet's pyramid pooling) into an ``avg_pool2d`` whose kernel comes
+   from the export size: wrong at every other size of a dynamic model ("stride should not be zero" on small
+   inputs). Replaced for ONNX Runtime by PyTorch's adaptive bins computed from the run-time size.
+
+5. mmdeploy's ONNX Runtime segmentation model takes the argmax at the network's input size, then resizes the
+   class map to the image (nearest); mmseg resizes the logits (bilinear), then takes the argmax, so the two maps
+   differ along every boundary of a resized image. With ``with_argmax=False`` (the project's deploy config: the graph
+   returns logits) its ``pack_result`` is replaced by mmseg's order.
+
+Rewriters registered for ``backend='onnxruntime'`` take precedence over mmdeploy's backend-independent ones and do
+not affect other backends.
+"""
+import functools
+import sys
+from typing import List, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+_APPLIED = False
+
+
+def _called_from_mmdeploy() -> bool:
+    caller = sys._getframe(2).f_globals.get('__name__', '')  # 0: this function, 1: the wrapper, 2: its caller
+    return caller == 'mmdeploy' or caller.startswith('mmdeploy.')
+
+
+def _patch_onnx_export() -> None:
+    export = torch.onnx.export
+
+    @functools.wraps(export)
+    def export_for_mmdeploy(*args, **kwargs):
+        if _called_from_mmdeploy():
+            kwargs.setdefault('dynamo', False)
+            kwargs.setdefault('do_constant_folding', False)
+        return export(*args, **kwargs)
+
+    torch.onnx.export = export_for_mmdeploy
+
+
+def _restore_cast_long() -> None:
+    import torch.onnx.symbolic_opset9 as opset9
+    if not hasattr(opset9, '_cast_Long'):
+        opset9._cast_Long = lambda g, value, non_blocking=False: g.op('Cast', value, to_i=7)  # 7: TensorProto.INT64
+
+
+def _regress_by_class(head, rois: Tensor, cls_score: Tensor, bbox_pred: Tensor, img_shape) -> Tensor:
+    """(B, N, 5) RoIs of one stage -> the next stage's (B, N, 4) boxes (mmdet's ``BBoxHead.regress_by_class``)."""
+    if head.custom_activation:
+        cls_score = head.loss_cls.get_activation(cls_score)
+    if not head.reg_class_agnostic:  # the deltas of the arg-max foreground class
+        b, n = bbox_pred.shape[:2]
+        code = head.bbox_coder.encode_size
+        label = cls_score[..., :-1].argmax(-1)[..., None, None].expand(b, n, 1, code)
+        bbox_pred = bbox_pred.reshape(b, n, -1, code).gather(2, label).squeeze(2)
+    from mmdet.structures.bbox import get_box_tensor
+    return get_box_tensor(head.bbox_coder.decode(rois[..., 1:], bbox_pred, max_shape=img_shape))
+
+
+def cascade_predict_bbox(self, x: Tuple[Tensor], batch_img_metas: List[dict], rpn_results_list: List[Tensor],
+                         rcnn_test_cfg, rescale: bool = False, **kwargs) -> List[Tensor]:
+    """``CascadeRoIHead.predict_bbox`` on batched proposals (B, N, 5): stage-averaged scores, class-aware
+    refinement between stages."""
+    proposals = rpn_results_list[0]
+    b, n = proposals.shape[:2]
+    image_index = torch.arange(b, device=proposals.device, dtype=proposals.dtype).view(b, 1, 1).expand(b, n, 1)
+    rois = torch.cat([image_index, proposals[..., :4]], dim=-1)  # (B, N, 5)
+    stage_scores = []
+    for stage in range(self.num_stages):
+        result = self._bbox_forward(stage, x, rois.reshape(b * n, 5), **kwargs)
+        cls_score = result['cls_score'].reshape(b, n, -1)
+        bbox_pred = result['bbox_pred'].reshape(b, n, -1)
+        stage_scores.append(cls_score)
+        if stage < self.num_stages - 1:
+            boxes = _regress_by_class(self.bbox_head[stage], rois, cls_score, bbox_pred,
+                                      batch_img_metas[0]['img_shape'])
+            rois = torch.cat([image_index, boxes], dim=-1)
+    return self.bbox_head[-1].predict_by_feat(
+        rois=rois, cls_scores=sum(stage_scores) / len(stage_scores), bbox_preds=bbox_pred,
+        batch_img_metas=batch_img_metas, rcnn_test_cfg=rcnn_test_cfg, rescale=rescale)
+
+
+def cascade_predict_mask(self, x: Tuple[Tensor], batch_img_metas: List[dict], results_list: Sequence[Tensor],
+                         rescale: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
+    """``CascadeRoIHead.predict_mask``: the mean of the stages' mask probabilities (mmdet's ``merge_aug_masks``),
+    handed to the last mask head as the logit of that mean (the head applies the sigmoid)."""
+    dets, labels = results_list
+    b, n = dets.shape[:2]
+    image_index = torch.arange(b, device=dets.device, dtype=dets.dtype).view(b, 1, 1).expand(b, n, 1)
+    mask_rois = torch.cat([image_index, dets[..., :4]], dim=-1).reshape(b * n, 5)
+    probabilities = [self._mask_forward(stage, x, mask_rois)['mask_preds'].sigmoid()
+                     for stage in range(self.num_stages)]
+    mean = sum(probabilities) / len(probabilities)
+    masks = self.mask_head[-1].predict_by_feat(torch.logit(mean), results_list, batch_img_metas, self.test_cfg,
+                                               rescale=rescale)
+    return dets, labels, masks.reshape(b, n, masks.shape[-2], masks.shape[-1])
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    """``F.adaptive_avg_pool2d`` with the bins computed from the run-time size (to 1x1: ONNX GlobalAveragePool)."""
+    from mmdeploy.core import FUNCTION_REWRITER
+
+    from ..export import adaptive_avg_pool2d_traceable
+    if output_size in (1, (1, 1)):
+        return FUNCTION_REWRITER.get_context().origin_func(input, output_size)
+    return adaptive_avg_pool2d_traceable(input, output_size)
+
+
+def _pack_segmentation_like_mmseg(original):
+    """mmdeploy's ``End2EndModel.pack_result`` (mmseg) -> mmseg's ``postprocess_result`` order for logit outputs."""
+    @functools.wraps(original)
+    def pack_result(self, batch_outputs: Tensor, data_samples: list) -> list:
+        from mmdeploy.utils import get_codebase_config
+        if get_codebase_config(self.deploy_cfg).get('with_argmax', True) or batch_outputs.shape[1] == 1:
+            return original(self, batch_outputs, data_samples)
+        import torch.nn.functional as F
+        from mmengine.structures import PixelData
+        for logits, sample in zip(batch_outputs, data_samples):
+            height, width = sample.metainfo['img_shape'][:2]
+            logits = logits[:, :height, :width]  # drop batch padding
+            if tuple(sample.metainfo['ori_shape'][:2]) != (height, width):
+                # UPerNet's decode heads use align_corners=False, as mmseg's resize here
+                logits = F.interpolate(logits[None], size=sample.metainfo['ori_shape'][:2], mode='bilinear',
+                                       align_corners=False)[0]
+            sample.set_data(dict(seg_logits=PixelData(data=logits),
+                                 pred_sem_seg=PixelData(data=logits.argmax(dim=0, keepdim=True))))
+        return data_samples
+    return pack_result
+
+
+def _register_rewriters() -> None:
+    from mmdeploy.core import FUNCTION_REWRITER
+    head = 'mmdet.models.roi_heads.cascade_roi_head.CascadeRoIHead.'
+    FUNCTION_REWRITER.register_rewriter(head + 'predict_bbox', backend='onnxruntime')(cascade_predict_bbox)
+    FUNCTION_REWRITER.register_rewriter(head + 'predict_mask', backend='onnxruntime')(cascade_predict_mask)
+    FUNCTION_REWRITER.register_rewriter('torch.nn.functional.adaptive_avg_pool2d',
+                                        backend='onnxruntime')(adaptive_avg_pool2d)
+
+
+def apply() -> None:
+    """Apply the fixes once per process (needs mmdeploy, mmdet and onnx installed: ``pip install .[deploy]``)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    try:
+        import mmdeploy.core  # noqa: F401
+    except ImportError as err:
+        raise ImportError(f'mmdeploy is not installed ({err}); install it with `pip install -e .[deploy]` and '
+                          '`pip install --no-deps mmdeploy==1.3.1`') from err
+    # mmdeploy's rewriter context pops the list torch.fx.wrap registers into, a dict in torch 2.13 (KeyError: -1)
+    # when a module calling torch.fx.wrap is first imported inside the context: import mmengine.model now
+    import mmengine.model  # noqa: F401
+    _patch_onnx_export()
+    _restore_cast_long()
+    _register_rewriters()
+    from mmdeploy.codebase.mmseg.deploy.segmentation_model import End2EndModel
+    End2EndModel.pack_result = _pack_segmentation_like_mmseg(End2EndModel.pack_result)
+    _APPLIED = True
+
+
+apply()
