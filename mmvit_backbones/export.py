@@ -59,20 +59,27 @@ def _adaptive_average_matrix(in_size: torch.Tensor, out_size: int, device: torch
     return inside / inside.sum(dim=1, keepdim=True)
 
 
+def adaptive_avg_pool2d_traceable(x: torch.Tensor, output_size) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d`` of a (B, C, H, W) tensor as two averaging matrices built from the run-time size
+    (ONNX's AveragePool has a fixed kernel, so the TorchScript exporter only takes adaptive pooling to 1x1 or a
+    fixed input size). ``None`` in ``output_size`` keeps that axis."""
+    out_h, out_w = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    out_h = x.shape[-2] if out_h is None else out_h
+    out_w = x.shape[-1] if out_w is None else out_w
+    rows = _adaptive_average_matrix(x.shape[-2], out_h, x.device).to(x.dtype)
+    cols = _adaptive_average_matrix(x.shape[-1], out_w, x.device).to(x.dtype)
+    return rows @ x @ cols.t()
+
+
 class ExportableAdaptiveAvgPool2d(nn.Module):
-    """``nn.AdaptiveAvgPool2d`` as two averaging matrices built from the run-time size (ONNX's own AveragePool has a
-    fixed kernel, so the TorchScript exporter only takes adaptive pooling to 1x1 or a fixed input size)."""
+    """``nn.AdaptiveAvgPool2d`` with a dynamic input size (:func:`adaptive_avg_pool2d_traceable`)."""
 
     def __init__(self, output_size):
         super().__init__()
-        self.output_size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+        self.output_size = output_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, oh, ow)
-        out_h = x.shape[-2] if self.output_size[0] is None else self.output_size[0]
-        out_w = x.shape[-1] if self.output_size[1] is None else self.output_size[1]
-        rows = _adaptive_average_matrix(x.shape[-2], out_h, x.device).to(x.dtype)
-        cols = _adaptive_average_matrix(x.shape[-1], out_w, x.device).to(x.dtype)
-        return rows @ x @ cols.t()
+        return adaptive_avg_pool2d_traceable(x, self.output_size)
 
 
 def _traceable_unflatten(tensor: torch.Tensor, dim: int, sizes) -> torch.Tensor:
@@ -128,12 +135,50 @@ class TensorMode(nn.Module):
         return self.model(inputs, None, mode='tensor')
 
 
+LOWEST_OPSET, HIGHEST_OPSET = 11, 18  # the range the backbones are checked at (ONNX Runtime takes up to opset 21+)
+
+
+def _trace_to_onnx(model: nn.Module, example: torch.Tensor, path: str, opset: int, names: Sequence[str],
+                   dynamic_axes: Optional[dict]) -> List[warnings.WarningMessage]:
+    """One TorchScript export; returns the warnings it raised. Constant folding is off: folding stores the product of
+    a parameter with a fixed index (e.g. a relative-position bias gathered from its table, one per block) instead of
+    the parameter, a file several times the weights; ONNX Runtime folds the same subgraphs when it loads the file."""
+    with warnings.catch_warnings(record=True) as caught, exportable_modules(model), torch.no_grad():
+        warnings.simplefilter('always', torch.jit.TracerWarning)
+        warnings.filterwarnings('ignore', message='You are using the legacy TorchScript-based ONNX export',
+                                category=DeprecationWarning)
+        torch.onnx.export(model, (example, ), path, dynamo=False, input_names=['input'], output_names=list(names),
+                          dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=False)
+    return caught
+
+
+def _runtime_problem(path: str) -> Optional[str]:
+    """Why ONNX Runtime rejects the file at ``path`` (e.g. an operator with a type its opset lacks), or None."""
+    try:
+        ort_session(path, threads=1)
+    except Exception as err:  # noqa: BLE001  (onnxruntime raises its own types: InvalidGraph, Fail)
+        return 'ONNX Runtime rejects the graph: ' + str(err).splitlines()[0][:300]
+    return None
+
+
+def _opset_problem(model: nn.Module, example: torch.Tensor, path: str, opset: int, names: Sequence[str],
+                   dynamic_axes: Optional[dict]) -> Optional[str]:
+    """Why the model cannot be exported at ``opset`` (the exporter lacks an operator, or ONNX Runtime rejects the
+    graph), or None. Writes ``path``."""
+    try:
+        _trace_to_onnx(model, example, path, opset, names, dynamic_axes)
+    except torch.onnx.errors.OnnxExporterError as err:  # e.g. UnsupportedOperatorError: aten::einsum at opset 11
+        return str(err).splitlines()[0]
+    return _runtime_problem(path)
+
+
 def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic: bool = True, opset: int = 17,
                 output_names: Optional[Sequence[str]] = None) -> List[str]:
     """Export ``model`` (eval mode) for inputs like ``example`` (N, C, H, W) to ``path``; returns the output names.
 
     ``dynamic``: batch, height and width of the input (and of every output) are dynamic axes. Raises
-    :class:`ExportError` when tracing had to fix a size (each ``TracerWarning`` with the code line that caused it).
+    :class:`ExportError` when tracing had to fix a size (each ``TracerWarning`` with the code line that caused it),
+    or when the graph needs a higher opset than ``opset`` (the message names the lowest that works).
     """
     model.eval()
     with torch.no_grad():
@@ -146,12 +191,19 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic: boo
             dynamic_axes[name] = {0: 'batch', **{d: f'{name}_dim{d}' for d in range(2, tensor.dim())}}
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    with warnings.catch_warnings(record=True) as caught, exportable_modules(model), torch.no_grad():
-        warnings.simplefilter('always', torch.jit.TracerWarning)
-        warnings.filterwarnings('ignore', message='You are using the legacy TorchScript-based ONNX export',
-                                category=DeprecationWarning)
-        torch.onnx.export(model, (example, ), path, dynamo=False, input_names=['input'], output_names=names,
-                          dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True)
+    try:
+        caught = _trace_to_onnx(model, example, path, opset, names, dynamic_axes)
+        problem = _runtime_problem(path)
+    except torch.onnx.errors.OnnxExporterError as err:  # e.g. UnsupportedOperatorError: aten::einsum at opset 11
+        caught, problem = [], str(err).splitlines()[0]
+    if problem is not None:
+        works = next((higher for higher in range(opset + 1, HIGHEST_OPSET + 1)
+                      if _opset_problem(model, example, path, higher, names, dynamic_axes) is None), None)
+        if os.path.exists(path):
+            os.remove(path)
+        fix = (f'the lowest opset that works is {works} (--opset {works})' if works is not None
+               else f'no opset up to {HIGHEST_OPSET} works either')
+        raise ExportError(f'{type(model).__name__} cannot be exported at opset {opset}: {problem}; {fix}')
     traced = [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
     for w in caught:
         if w not in traced:
@@ -160,10 +212,17 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic: boo
     if pinned and dynamic:
         os.remove(path)
         lines = sorted({f'  {w.filename}:{w.lineno}: {str(w.message).splitlines()[0]}' for w in pinned})
+        package = os.path.dirname(os.path.abspath(__file__))
+        outside = sorted({w.filename for w in pinned if not os.path.abspath(w.filename).startswith(package)})
+        if outside:  # e.g. SyncBatchNorm's empty-batch test in torch, or a head of mmdet/mmseg
+            fix = ('the code is not part of mmvit_backbones: ' + ', '.join(outside) + ' (SyncBN layers: '
+                   'mmengine.model.revert_sync_batchnorm(model) first; other modules: export with a static size)')
+        else:
+            fix = 'make them graph arithmetic (mmvit_backbones.models.layers.traceable) or export with a static size'
         raise ExportError(
             f'{type(model).__name__}: tracing fixed {len(lines)} size computation(s) to the export size '
-            f'{tuple(example.shape[-2:])}, so the exported graph would be wrong at other sizes; make them graph '
-            'arithmetic (mmvit_backbones.models.layers.traceable) or export with a static size:\n' + '\n'.join(lines))
+            f'{tuple(example.shape[-2:])}, so the exported graph would be wrong at other sizes; {fix}:\n'
+            + '\n'.join(lines))
     return names
 
 

@@ -29,10 +29,17 @@ import _bootstrap  # noqa: F401
 import torch
 import torch.nn as nn
 from mmengine.config import Config, DictAction
+from mmengine.model import revert_sync_batchnorm
 
 import mmvit_backbones  # noqa: F401
-from mmvit_backbones.export import (ExportError, TensorMode, check_sizes, compare_with_onnxruntime, export_onnx,
-                                    measure_latency)
+from mmvit_backbones.export import (
+    ExportError,
+    TensorMode,
+    check_sizes,
+    compare_with_onnxruntime,
+    export_onnx,
+    measure_latency,
+)
 
 
 def parse_args(argv=None):
@@ -46,7 +53,9 @@ def parse_args(argv=None):
     parser.add_argument('--batch', type=int, default=1, help='batch size to export at (default 1)')
     parser.add_argument('--dynamic', action='store_true', help='dynamic batch, height and width')
     parser.add_argument('--backbone-only', action='store_true', help='export the backbone of the config only')
-    parser.add_argument('--opset', type=int, default=17, help='ONNX opset (default 17)')
+    parser.add_argument('--opset', type=int, default=17,
+                        help='ONNX opset (default 17); one the graph cannot have is an error naming the lowest that '
+                        'works')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='override config settings (model.backbone.arch=t), or the backbone arguments when '
                         'CONFIG is a backbone type')
@@ -79,12 +88,14 @@ def build_model(args) -> nn.Module:
     if args.backbone_only:
         backbone_cfg = cfg.model.backbone.copy()
         backbone_cfg.pop('init_cfg', None)  # weights come from CHECKPOINT (ImageNet files need no download here)
-        model = MODELS.build(backbone_cfg)
+        model = revert_sync_batchnorm(MODELS.build(backbone_cfg))
         if args.checkpoint:
             mmvit_backbones.load_pretrained(model, args.checkpoint)
         return model.eval()
     cfg.model.backbone.pop('init_cfg', None)
-    model = MODELS.build(cfg.model)
+    # SyncBN (the shipped UPerNet heads) needs a process group and tests `input.size(1) == 0`, which tracing would
+    # fix; BatchNorm in eval mode computes the same (mmdet's and mmseg's own export tools convert it the same way)
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))
     two_stage = getattr(model, 'with_rpn', False) or hasattr(model, 'roi_head')
     if two_stage:
         raise SystemExit(f'{type(model).__name__}: a two-stage detector computes proposals with NMS inside its '
