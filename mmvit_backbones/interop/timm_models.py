@@ -67,6 +67,7 @@ class Family:
             PyramidTNT); empty when the backbone keeps it itself.
         classifier_kwargs: backbone arguments of the classifier (PyramidTNT: its native stride-64 last stage, which
             the official head pools, instead of the detection upsampling).
+        classifier_strides: the level strides of the classifier's backbone.
         has_classifier: the published checkpoints carry an ImageNet-1k classifier (DINO's do not).
     """
 
@@ -76,6 +77,7 @@ class Family:
     class_token: bool = False
     final_norm: str = ''
     classifier_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    classifier_strides: Tuple[int, ...] = (4, 8, 16, 32)
     has_classifier: bool = True
 
     def classifier_level(self, settings: Mapping[str, Any]) -> int:
@@ -88,7 +90,7 @@ class Family:
 
 FAMILIES: Tuple[Family, ...] = (
     Family('pyramidtnt', PyramidTNT, 'patch_embed.common_conv.0', final_norm='norm',
-           classifier_kwargs=dict(native_strides=True)),
+           classifier_kwargs=dict(native_strides=True), classifier_strides=(8, 16, 32, 64)),
     Family('gcvit', GCViT, 'patch_embed.proj', final_norm='backbone.norm3'),
     Family('shunted', ShuntedTransformer, 'stem.convs.0.conv'),
     Family('t2t_vit', T2TViT, 't2t.attn1.kqv', class_token=True),
@@ -113,12 +115,14 @@ class Variant:
     kwargs: Mapping[str, Any]
     weights: Optional[Any]  # OfficialWeights, when the family's table lists a checkpoint for this name
 
+    def settings(self) -> Dict[str, Any]:
+        return self.family.backbone.resolve_arch(self.arch)
+
     def pretrained_cfg(self) -> Dict[str, Any]:
         w, family = self.weights, self.family
-        size = int(getattr(w, 'input_size', 0) or self.family.backbone.resolve_arch(self.arch).get(
-            'pretrain_img_size', 224))
+        size = int(getattr(w, 'input_size', 0) or self.settings().get('pretrain_img_size', 224))
         url = getattr(w, 'url', '') or ''
-        stride = 16 if family.class_token else 32
+        stride = family.classifier_strides[family.classifier_level({**self.settings(), **self.kwargs})]
         cfg = dict(
             url=url if _FILE_URL.match(url) else '', origin_url=url or None, license=getattr(w, 'license', None),
             num_classes=1000 if family.has_classifier else 0, input_size=(3, size, size),
@@ -323,13 +327,14 @@ class TimmModel(nn.Module):
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
         """Parameter groups for timm's layer-wise lr decay: the stem, each block (the backbone's ``layer_depth``),
         the rest."""
-        def depth(name: str) -> Tuple[int]:
-            if name.startswith('backbone.'):
-                return (self.backbone.layer_depth(name[len('backbone.'):]), )
-            return (self.backbone.num_layers + 1, )
-        names = [n for n, _ in self.named_parameters()]
-        stem = [n for n in names if depth(n)[0] == 0]
-        return dict(stem=[(re.escape(n), None) for n in stem], blocks=[(r'^(?!head\.)(.*)$', depth)])
+        by_depth: Dict[int, List[str]] = {}
+        for name, _ in self.named_parameters():
+            inner = name[len('backbone.'):] if name.startswith('backbone.') else None
+            depth = self.backbone.layer_depth(inner) if inner is not None else self.backbone.num_layers + 1
+            by_depth.setdefault(depth, []).append(re.escape(name))
+        # timm's form: (regex, ordinal) per group; one alternation of the parameter names per depth
+        patterns = [(f'^(?:{"|".join(names)})$', (depth, )) for depth, names in sorted(by_depth.items())]
+        return dict(stem=patterns[0][0], blocks=patterns[1:])
 
     def load_pretrained(self, checkpoint_path: str, prefix: str = '') -> None:
         """Load a checkpoint file timm cannot read itself (the official Flax ``.npz`` of MLP-Mixer; timm calls this
@@ -396,21 +401,21 @@ def official_checkpoint_filter(state_dict: Mapping[str, Any], model: TimmModel) 
 
 # ----------------------------------------------------------------------------------------------------- registration
 def _factory(variant: Variant) -> Callable[..., nn.Module]:
-    settings = variant.family.backbone.resolve_arch(variant.arch)
-    classifier_level = variant.family.classifier_level({**settings, **variant.kwargs})
-
     def create(pretrained: bool = False, **kwargs) -> nn.Module:
+        # `arch` (a name or a dict) and backbone arguments given by the caller replace the variant's
+        kwargs = {'arch': variant.arch, **variant.kwargs, **kwargs}
         features_only = bool(kwargs.get('features_only', False))
         if features_only:
             kwargs.setdefault('out_indices', (0, 1, 2, 3))
             levels, _ = feature_take_indices(4, kwargs['out_indices'])
             kwargs['out_indices'] = tuple(levels)
         else:
-            levels = [classifier_level]
+            settings = variant.family.backbone.resolve_arch(kwargs['arch'])
+            levels = [variant.family.classifier_level({**settings, **kwargs})]
         return build_model_with_cfg(
-            TimmModel, variant.name, pretrained, family=variant.family.token, arch=variant.arch, levels=tuple(levels),
+            TimmModel, variant.name, pretrained, family=variant.family.token, levels=tuple(levels),
             classifier=not features_only, pretrained_filter_fn=official_checkpoint_filter,
-            feature_cfg=dict(feature_cls='getter', out_indices=(0, 1, 2, 3)), **{**variant.kwargs, **kwargs})
+            feature_cfg=dict(feature_cls='getter', out_indices=(0, 1, 2, 3)), **kwargs)
 
     create.__name__ = create.__qualname__ = variant.name
     create.__module__ = __name__
