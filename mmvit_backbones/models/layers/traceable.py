@@ -46,8 +46,8 @@ def pad_to_multiple(size: Size, multiple: int) -> Size:
 
 
 def clamp_max(x: torch.Tensor, bound: Size) -> torch.Tensor:
-    """``x.clamp(max=bound)`` for an int or a traced (0-d tensor) bound."""
-    return torch.minimum(x, bound) if isinstance(bound, torch.Tensor) else x.clamp(max=bound)
+    """``x.clamp(max=bound)`` for an int or a traced (0-d tensor) bound (in ``x``'s dtype: a traced size is int64)."""
+    return torch.minimum(x, bound.to(x.dtype)) if isinstance(bound, torch.Tensor) else x.clamp(max=bound)
 
 
 def size_min(a: Size, b: Size) -> Size:
@@ -81,9 +81,10 @@ def bicubic_matrix(out_size: Size, in_size: Size, inverse_scale: Optional[torch.
     source = inverse_scale * (out_index + 0.5) - 0.5  # no clamping at 0 for cubic (PyTorch's rule)
     first = torch.floor(source)
     weights = _cubic_weights(source - first)  # (out, 4)
-    taps = first.long()[:, None] + torch.arange(-1, 3, device=device)  # (out, 4)
+    # tap indices stay float (exact small integers): ONNX's Clip/Min take integers only from opset 12
+    taps = first[:, None] + torch.arange(-1, 3, device=device, dtype=torch.float32)  # (out, 4)
     taps = clamp_max(taps.clamp(min=0), in_size - 1)  # border pixels repeat
-    columns = torch.arange(in_size, device=device)
+    columns = torch.arange(in_size, device=device, dtype=torch.float32)
     # taps may repeat at the border: sum their weights per input column
     return ((taps[..., None] == columns).to(weights.dtype) * weights[..., None]).sum(dim=1)
 
