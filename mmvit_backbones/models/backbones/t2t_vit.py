@@ -147,7 +147,8 @@ class TransformerTokenMixer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, in_dims) -> (B, T, dims)
         batch, tokens, _ = x.shape
-        q, k, v = self.qkv(self.norm1(x)).reshape(batch, tokens, 3, 1, self.dims).permute(2, 0, 3, 1, 4)
+        # unbind, not tuple unpacking: iterating over a tensor fixes its length while tracing (an export error)
+        q, k, v = self.qkv(self.norm1(x)).reshape(batch, tokens, 3, 1, self.dims).permute(2, 0, 3, 1, 4).unbind(0)
         y = attention(q, k, v, scale=self.scale).reshape(batch, tokens, self.dims)  # one head: (B, 1, T, d)
         x = v.squeeze(1) + self.proj(y)
         return x + self.mlp(self.norm2(x))
