@@ -242,7 +242,11 @@ class WindowAttention(nn.Module):
         def compute() -> torch.Tensor:
             n = self.window * self.window
             table = self.relative_position_bias_table
-            return table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1).contiguous()
+            # exported: the index is traced from the window, so the exporter keeps one copy per window size, not the
+            # (N, N) int64 buffer of every block (together almost half the weights' size at the detection window 24)
+            index = relative_position_index(self.window).to(table.device) if is_exporting() else \
+                self.relative_position_index
+            return table[index.view(-1)].view(n, n, -1).permute(2, 0, 1).contiguous()
         return self.bias_cache.get(self.window, [self.relative_position_bias_table], compute)
 
     def forward(self, x: torch.Tensor, q_global: Optional[torch.Tensor]) -> torch.Tensor:
