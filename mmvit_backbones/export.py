@@ -38,6 +38,14 @@ class ExportError(RuntimeError):
     """The model cannot be exported with a dynamic input size (the message names the code that pins a size)."""
 
 
+class OpsetError(ExportError):
+    """The graph needs a higher opset than asked for; ``lowest`` is the lowest that works (None: none up to 18)."""
+
+    def __init__(self, message: str, lowest: Optional[int]):
+        super().__init__(message)
+        self.lowest = lowest
+
+
 # Size tests that tracing may fix because they only differ for inputs an exported model never gets: the empty-batch
 # shortcut of the backbones (``if x.shape[0] == 0: return self.empty_outputs(x)``) is recorded as "not empty".
 _HARMLESS_PINS = re.compile(r'\bif\s+\w+\.shape\[0\]\s*==\s*0\b')
@@ -138,12 +146,30 @@ class TensorMode(nn.Module):
 LOWEST_OPSET, HIGHEST_OPSET = 11, 18  # the range the backbones are checked at (ONNX Runtime takes up to opset 21+)
 
 
+@contextlib.contextmanager
+def initializers_kept_apart() -> Iterator[None]:
+    """Within the context, the TorchScript exporter keeps equal-valued parameters as separate initializers.
+
+    Its de-duplication pass merges initializers with equal values (in eval mode), but leaves some nodes reading a
+    removed one when constant folding is off: ONNX Runtime then rejects the file ("Node input
+    'blocks.5.attn.var_norm.weight' is not a graph input", freshly initialised DeepViT, whose BatchNorm weights are
+    all ones). Tied parameters are one tensor and stay one initializer without the pass."""
+    passes = torch._C
+    deduplicate = passes._jit_pass_onnx_deduplicate_initializers
+    passes._jit_pass_onnx_deduplicate_initializers = lambda graph, params, is_train: params
+    try:
+        yield
+    finally:
+        passes._jit_pass_onnx_deduplicate_initializers = deduplicate
+
+
 def _trace_to_onnx(model: nn.Module, example: torch.Tensor, path: str, opset: int, names: Sequence[str],
                    dynamic_axes: Optional[dict]) -> List[warnings.WarningMessage]:
     """One TorchScript export; returns the warnings it raised. Constant folding is off: folding stores the product of
     a parameter with a fixed index (e.g. a relative-position bias gathered from its table, one per block) instead of
     the parameter, a file several times the weights; ONNX Runtime folds the same subgraphs when it loads the file."""
-    with warnings.catch_warnings(record=True) as caught, exportable_modules(model), torch.no_grad():
+    with warnings.catch_warnings(record=True) as caught, exportable_modules(model), initializers_kept_apart(), \
+            torch.no_grad():
         warnings.simplefilter('always', torch.jit.TracerWarning)
         warnings.filterwarnings('ignore', message='You are using the legacy TorchScript-based ONNX export',
                                 category=DeprecationWarning)
@@ -203,7 +229,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic: boo
             os.remove(path)
         fix = (f'the lowest opset that works is {works} (--opset {works})' if works is not None
                else f'no opset up to {HIGHEST_OPSET} works either')
-        raise ExportError(f'{type(model).__name__} cannot be exported at opset {opset}: {problem}; {fix}')
+        raise OpsetError(f'{type(model).__name__} cannot be exported at opset {opset}: {problem}; {fix}', works)
     traced = [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
     for w in caught:
         if w not in traced:

@@ -34,6 +34,7 @@ from mmengine.model import revert_sync_batchnorm
 import mmvit_backbones  # noqa: F401
 from mmvit_backbones.export import (
     ExportError,
+    OpsetError,
     TensorMode,
     check_sizes,
     compare_with_onnxruntime,
@@ -72,12 +73,17 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def usage_error(message: str) -> SystemExit:
+    print(f'export_onnx.py: error: {message}', file=sys.stderr)
+    return SystemExit(2)
+
+
 def build_model(args) -> nn.Module:
     """The backbone or the whole model of the config (eval mode, CPU), with CHECKPOINT loaded when given."""
     from mmengine.registry import MODELS, init_default_scope
     if not osp.isfile(args.config):
         if not args.config.replace('_', '').isalnum():
-            raise SystemExit(f'{args.config}: no such config file (and not a backbone type such as GCViT)')
+            raise usage_error(f'{args.config}: no such config file (and not a backbone type such as GCViT)')
         cfg = Config(dict(model=dict(backbone=dict(type=args.config, **args.cfg_options))))
         args.backbone_only = True
     else:
@@ -98,9 +104,9 @@ def build_model(args) -> nn.Module:
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
     two_stage = getattr(model, 'with_rpn', False) or hasattr(model, 'roi_head')
     if two_stage:
-        raise SystemExit(f'{type(model).__name__}: a two-stage detector computes proposals with NMS inside its '
-                         'forward, which is not part of tensor mode; export its backbone (--backbone-only) and let '
-                         'the deployment tool (mmdeploy) build the rest')
+        raise usage_error(f'{type(model).__name__}: a two-stage detector computes proposals with NMS inside its '
+                          'forward, which is not part of tensor mode; deploy the whole model with tools/deploy.py '
+                          '(mmdeploy), or export its backbone (--backbone-only)')
     if args.checkpoint:
         from mmengine.runner import load_checkpoint
         load_checkpoint(model, args.checkpoint, map_location='cpu')
@@ -126,6 +132,9 @@ def main(argv=None) -> int:
     names = [f'level{i}' for i in backbone.out_indices] if args.backbone_only else None
     try:
         names = export_onnx(model, example, args.out, dynamic=args.dynamic, opset=args.opset, output_names=names)
+    except OpsetError as err:  # a usage error: the message names the opset to use
+        print(f'export_onnx.py: error: {err}', file=sys.stderr)
+        return 2
     except ExportError as err:
         print(f'export failed: {err}', file=sys.stderr)
         return 1
@@ -137,7 +146,7 @@ def main(argv=None) -> int:
     if not args.no_check:
         if args.check_sizes:
             if len(args.check_sizes) % 2:
-                raise SystemExit('--check-sizes takes pairs H W')
+                raise usage_error('--check-sizes takes pairs H W')
             sizes = list(zip(args.check_sizes[::2], args.check_sizes[1::2]))
         else:
             sizes = check_sizes(h, w, getattr(backbone, 'min_input_size', 32))

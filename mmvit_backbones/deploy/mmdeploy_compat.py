@@ -14,7 +14,8 @@ What is fixed (error -> cause -> fix):
    ``dynamo=False``, and ``do_constant_folding=False``: folding would store, per attention block, the product of
    a parameter and a fixed index (GC ViT's relative-position bias gathered from its table) instead of the
    parameter, several times the weights' size; ONNX Runtime folds the same subgraphs in memory when it loads the
-   file. Every other caller of ``torch.onnx.export`` keeps torch's defaults.
+   file. Equal-valued parameters stay separate initializers (``mmvit_backbones.export.initializers_kept_apart``:
+   torch's merging pass breaks unfolded graphs). Every other caller of ``torch.onnx.export`` keeps torch's defaults.
 2. ``torch.onnx.symbolic_opset9._cast_Long`` is gone; mmdeploy's RoIAlign symbolic (two-stage detectors) imports
    it. Put back as a Cast to int64.
 3. mmdeploy's ``CascadeRoIHead.predict_bbox`` rewrite asserts class-agnostic box regression (a bare
@@ -40,6 +41,8 @@ from typing import List, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from ..export import adaptive_avg_pool2d_traceable, initializers_kept_apart
+
 _APPLIED = False
 
 
@@ -53,10 +56,12 @@ def _patch_onnx_export() -> None:
 
     @functools.wraps(export)
     def export_for_mmdeploy(*args, **kwargs):
-        if _called_from_mmdeploy():
-            kwargs.setdefault('dynamo', False)
-            kwargs.setdefault('do_constant_folding', False)
-        return export(*args, **kwargs)
+        if not _called_from_mmdeploy():
+            return export(*args, **kwargs)
+        kwargs.setdefault('dynamo', False)
+        kwargs.setdefault('do_constant_folding', False)
+        with initializers_kept_apart():
+            return export(*args, **kwargs)
 
     torch.onnx.export = export_for_mmdeploy
 
@@ -122,8 +127,6 @@ def cascade_predict_mask(self, x: Tuple[Tensor], batch_img_metas: List[dict], re
 def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     """``F.adaptive_avg_pool2d`` with the bins computed from the run-time size (to 1x1: ONNX GlobalAveragePool)."""
     from mmdeploy.core import FUNCTION_REWRITER
-
-    from ..export import adaptive_avg_pool2d_traceable
     if output_size in (1, (1, 1)):
         return FUNCTION_REWRITER.get_context().origin_func(input, output_size)
     return adaptive_avg_pool2d_traceable(input, output_size)
