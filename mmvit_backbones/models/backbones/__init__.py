@@ -1,5 +1,5 @@
-# One module per architecture; importing it registers the backbone and its parity adapter.
-from .base import PyramidBackbone
+# One module per architecture; importing it registers the backbone.
+from .base import OfficialWeights, PyramidBackbone
 from .botnet import BoTNet
 from .cswin import CSWin
 from .deepvit import DeepViT
@@ -12,8 +12,5 @@ from .shunted import ShuntedTransformer
 from .t2t_vit import T2TViT
 from .tnt import TNT
 
-__all__ = ['PyramidBackbone', 'PyramidTNT', 'GCViT', 'ShuntedTransformer', 'T2TViT', 'PlainViT', 'BoTNet']
-__all__ += ['DeepViT']
-__all__ += ['TNT']
-__all__ += ['CSWin']
-__all__ += ['MLPMixer', 'ResMLP']
+__all__ = ['PyramidBackbone', 'OfficialWeights', 'PyramidTNT', 'GCViT', 'ShuntedTransformer', 'T2TViT', 'PlainViT',
+           'BoTNet', 'CSWin', 'TNT', 'DeepViT', 'MLPMixer', 'ResMLP']

@@ -1,6 +1,8 @@
-"""Behaviour shared by every backbone: variants, argument checks, freezing, checkpoints, layer depth."""
+"""Behaviour shared by every backbone: variants, official weights, argument checks, freezing, checkpoints, layer
+depth."""
 import copy
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -9,24 +11,72 @@ from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...checkpoint import StateDict, load_pretrained
-from ..layers.traceable import is_exporting
+from ..layers.traceable import ceil_div, is_exporting
+
+ArchSpec = Union[str, int, Mapping[str, Any]]
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HALF = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class OfficialWeights:
+    """One published checkpoint of a family, as its authors released it.
+
+    Attributes:
+        arch: the ``arch_zoo`` variant it belongs to.
+        url: a direct download link, or the page that links the file when there is none; ``''`` if not released.
+        license: the licence the weights are published under (may differ from this package's).
+        top1: the published ImageNet-1k top-1 accuracy (%) of this checkpoint, if any.
+        input_size: the (square) resolution it was trained and evaluated at.
+        mean, std: the input normalisation it expects (0..1 scale; multiply by 255 for mmdet/mmseg preprocessors).
+        file: the published file name (where the URL does not end in it).
+        kwargs: constructor arguments besides ``arch`` it needs (e.g. ``patch_size=8``, ``pretrain_img_size=384``).
+        note: anything else a user must know to load it.
+    """
+
+    arch: str
+    url: str
+    license: str
+    top1: Optional[float] = None
+    input_size: int = 224
+    mean: Tuple[float, float, float] = IMAGENET_MEAN
+    std: Tuple[float, float, float] = IMAGENET_STD
+    file: str = ''
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    note: str = ''
+
+    def describe(self) -> str:
+        where = self.url or 'not released'
+        extra = [f'file {self.file}'] if self.file and not self.url.endswith(self.file) else []
+        extra += [self.note] if self.note else []
+        return where + (f' ({"; ".join(extra)})' if extra else '')
 
 
 class PyramidBackbone(BaseModule):
     """Base class: a backbone that returns a tuple of NCHW maps at strides 4/8/16/32.
 
-    Subclasses define:
-      * ``arch_zoo``: ``{name: settings}`` (aliases share one dict) and ``essential_keys`` a custom dict must have;
+    :meth:`forward` is the same for every family: it checks the input, answers an empty batch, calls the family's
+    :meth:`forward_pyramid` and crops each level to ``ceil(size / level_strides[i])``. Subclasses define:
+      * ``forward_pyramid(x)``: the maps of ``out_indices`` (single-scale families get it from
+        :class:`~mmvit_backbones.models.backbones.single_scale.SingleScaleBackbone`);
+      * ``arch_zoo``: ``{variant: settings}`` (canonical names only; other names in ``arch_aliases``), the
+        ``essential_keys`` a custom arch dict must have and ``arch_defaults`` for the optional ones;
+      * ``official_weights``: ``{weights name: OfficialWeights}``, the published checkpoints (``weights_hint``, the
+        message shown when a checkpoint file is missing, is made from it and ``weights_note``);
       * ``frozen_modules(i)``: the modules frozen by ``frozen_stages = i`` (0: stem only; i: stem + stages < i);
       * ``layer_depth(name)`` and ``num_layers`` for layer-wise learning-rate decay;
       * ``convert_checkpoint`` (staticmethod): official key layout -> this module's (idempotent);
-      * ``weights_hint``: where the official weights come from (shown when a checkpoint file is missing);
       * ``new_param_prefixes``: parts that no ImageNet checkpoint has (dense-prediction adapters): reported as new
         when a checkpoint loads, and their BatchNorms keep learning under ``norm_eval``.
     """
 
     arch_zoo: Dict[str, dict] = {}
+    arch_aliases: Dict[str, str] = {}
     essential_keys: Tuple[str, ...] = ()
+    arch_defaults: Dict[str, Any] = {}
+    official_weights: Dict[str, OfficialWeights] = {}
+    weights_note: str = ''
     num_levels: int = 4
     #: stride of each output level (level ``i`` has ``ceil(H / stride)`` x ``ceil(W / stride)`` cells)
     level_strides: Tuple[int, ...] = (4, 8, 16, 32)
@@ -35,7 +85,14 @@ class PyramidBackbone(BaseModule):
     weights_hint: str = ''
     new_param_prefixes: Tuple[str, ...] = ()
 
-    def __init__(self, arch: Union[str, dict], in_channels: int = 3,
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if 'official_weights' in cls.__dict__ or 'weights_note' in cls.__dict__:
+            listed = '; '.join(f'{name}: {w.describe()}' for name, w in cls.official_weights.items())
+            cls.weights_hint = ' '.join(part for part in (f'official weights: {listed}.' if listed else '',
+                                                          cls.weights_note) if part)
+
+    def __init__(self, arch: ArchSpec, in_channels: int = 3,
                  out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1, norm_eval: bool = False,
                  with_cp: bool = False, init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(init_cfg=init_cfg)
@@ -54,21 +111,28 @@ class PyramidBackbone(BaseModule):
 
     # ----------------------------------------------------------------------------------------------------- arguments
     @classmethod
-    def resolve_arch(cls, arch: Union[str, dict]) -> dict:
-        """``arch`` is a name of ``arch_zoo`` or a dict with at least ``essential_keys``."""
+    def resolve_arch(cls, arch: ArchSpec) -> dict:
+        """The settings of ``arch``: a variant name of ``arch_zoo`` or ``arch_aliases`` (case-insensitive; numeric
+        names also as numbers, e.g. ``14``), or a dict of ``essential_keys`` plus any of ``arch_defaults``. Optional
+        keys the dict (or the variant) leaves out take their ``arch_defaults`` value."""
+        if isinstance(arch, int) and not isinstance(arch, bool):
+            arch = str(arch)  # e.g. --cfg-options model.backbone.arch=14, which mmengine parses to an int
         if isinstance(arch, str):
-            key = arch.lower()
+            key = cls.arch_aliases.get(arch.lower(), arch.lower())
             if key not in cls.arch_zoo:
-                raise ValueError(f'{cls.__name__}: unknown arch {arch!r}; choose one of {sorted(cls.arch_zoo)} '
-                                 f'or pass a dict with keys {sorted(cls.essential_keys)}')
-            return copy.deepcopy(cls.arch_zoo[key])
-        if isinstance(arch, dict):
+                names = sorted(cls.arch_zoo) + sorted(cls.arch_aliases)
+                raise ValueError(f'{cls.__name__}: unknown arch {arch!r}; choose one of {names} or pass a dict '
+                                 f'with the keys {sorted(cls.essential_keys)}')
+            return {**copy.deepcopy(cls.arch_defaults), **copy.deepcopy(cls.arch_zoo[key])}
+        if isinstance(arch, Mapping):
             missing = set(cls.essential_keys) - set(arch)
-            if missing:
-                raise ValueError(f'{cls.__name__}: a custom arch dict needs the keys {sorted(cls.essential_keys)}; '
-                                 f'missing {sorted(missing)}')
-            return copy.deepcopy(dict(arch))
-        raise TypeError(f'{cls.__name__}: arch must be a str or a dict, got {type(arch).__name__}')
+            unknown = set(arch) - set(cls.essential_keys) - set(cls.arch_defaults)
+            if missing or unknown:
+                problem = f'missing {sorted(missing)}' if missing else f'unknown {sorted(unknown)}'
+                raise ValueError(f'{cls.__name__}: a custom arch dict needs the keys {sorted(cls.essential_keys)} '
+                                 f'and may set {sorted(cls.arch_defaults)}; {problem}')
+            return {**copy.deepcopy(cls.arch_defaults), **copy.deepcopy(dict(arch))}
+        raise TypeError(f'{cls.__name__}: arch must be a variant name or a dict, got {type(arch).__name__}')
 
     @classmethod
     def _check_out_indices(cls, out_indices: Union[int, Sequence[int]], num: int) -> Tuple[int, ...]:
@@ -86,25 +150,9 @@ class PyramidBackbone(BaseModule):
         return tuple(result)
 
     @classmethod
-    def check_block_args(cls, depth: int, feature_block: int, window_size: int, window_block_indexes: Sequence[int],
-                         drop_path_rate: float) -> Tuple[int, Tuple[int, ...]]:
-        """Checks of the single-scale transformers' block arguments; returns (blocks built, window block indexes)."""
-        name = cls.__name__
-        if not isinstance(feature_block, int) or not -depth <= feature_block < depth:
-            raise ValueError(f'{name}: feature_block must be a block index in [{-depth}, {depth - 1}], '
-                             f'got {feature_block!r}')
-        num_blocks = feature_block % depth + 1
-        if not isinstance(window_size, int) or window_size < 0:
-            raise ValueError(f'{name}: window_size must be an int >= 0, got {window_size!r}')
-        window_block_indexes = tuple(window_block_indexes)
-        if window_block_indexes and not window_size:
-            raise ValueError(f'{name}: window_block_indexes {window_block_indexes} need a window_size > 0')
-        if any(not isinstance(i, int) or not 0 <= i < num_blocks for i in window_block_indexes):
-            raise ValueError(f'{name}: window_block_indexes must be block indices in [0, {num_blocks - 1}], '
-                             f'got {window_block_indexes}')
+    def check_drop_path_rate(cls, drop_path_rate: float) -> None:
         if not isinstance(drop_path_rate, (int, float)) or not 0 <= drop_path_rate < 1:
-            raise ValueError(f'{name}: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
-        return num_blocks, window_block_indexes
+            raise ValueError(f'{cls.__name__}: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
 
     def check_input(self, x: torch.Tensor) -> None:
         """Clear errors for inputs the backbone cannot process (instead of a shape error deep inside)."""
@@ -123,15 +171,31 @@ class PyramidBackbone(BaseModule):
                              f'{self.min_input_size}x{self.min_input_size}.')
 
     def empty_outputs(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """The output maps of a batch of 0 images (a data loader may yield one), shaped as for any other batch.
-
-        Token reshapes with ``-1`` and per-image arithmetic cannot infer sizes from 0 elements, so a backbone's
-        ``forward`` returns these instead of running its layers: ``if x.shape[0] == 0: return self.empty_outputs(x)``.
-        """
+        """The output maps of a batch of 0 images (a data loader may yield one), shaped as for any other batch:
+        token reshapes with ``-1`` and per-image arithmetic cannot infer sizes from 0 elements."""
         h, w = x.shape[-2:]
         strides = self.level_strides
         return tuple(x.new_zeros(0, self.out_channels[i], -(-h // strides[i]), -(-w // strides[i]))
                      for i in self.out_indices)
+
+    # ------------------------------------------------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """(B, C, H, W) -> the maps of ``out_indices``, level ``i`` of ``ceil(H / s) x ceil(W / s)`` cells with
+        ``s = level_strides[i]``, for any H and W of at least ``min_input_size``."""
+        self.check_input(x)
+        if x.shape[0] == 0:
+            return self.empty_outputs(x)
+        h, w = x.shape[-2:]
+        maps = self.forward_pyramid(x)
+        # families pad to whole patches or windows: each level is cropped back to the cells the image covers
+        return tuple(m[..., :ceil_div(h, self.level_strides[i]), :ceil_div(w, self.level_strides[i])]
+                     for i, m in zip(self.out_indices, maps))
+
+    def forward_pyramid(self, x: torch.Tensor) -> Sequence[torch.Tensor]:
+        """The family's computation: the maps of ``out_indices`` in order, each covering at least the cells of the
+        image at its stride (more where the family padded); called by :meth:`forward` on a checked, non-empty batch.
+        """
+        raise NotImplementedError
 
     # ------------------------------------------------------------------------------------------------------ training
     def frozen_modules(self, frozen_stages: int) -> Iterable[nn.Module]:

@@ -31,22 +31,18 @@ produce ``ceil(size / 2)``; level ``i`` therefore has exactly ``ceil(H / 2**(i+2
 
 Attention goes through the shared SDPA :func:`attention`; the relative logits are its additive bias.
 """
-import math
 import re
 from collections import OrderedDict
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-from timm.layers import DropPath
+from timm.layers import DropPath, EcaModule, SEModule, make_divisible
 
 from ...checkpoint import StateDict
-from ...testing.parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import SizeCache, attention, channels_last_conv_weights, resize_1d_table
-from .base import PyramidBackbone
-
-Size2d = Tuple[int, int]
+from ..layers import Size2d, SizeCache, attention, channels_last_conv_weights, resize_1d_table
+from .base import OfficialWeights, PyramidBackbone
 
 _ACTIVATIONS = {'relu': nn.ReLU, 'silu': nn.SiLU, 'gelu': nn.GELU}
 
@@ -73,13 +69,7 @@ def build_norm(cfg: dict, channels: int) -> nn.Module:
 
 def _activation(name: str) -> nn.Module:
     return nn.GELU() if name == 'gelu' else _ACTIVATIONS[name](inplace=True)
-_STAGE_STRIDES = (1, 2, 2, 2)  # after a stride-4 stem: 4 / 8 / 16 / 32
-
-
-def _make_divisible(value: float, divisor: int = 8) -> int:
-    """Channel rounding of timm's ByobNet (nearest multiple of ``divisor``, never more than 10% below)."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
+STAGE_STRIDES = (1, 2, 2, 2)  # after a stride-4 stem: 4 / 8 / 16 / 32
 
 
 def _pair(value: Union[int, Sequence[int]]) -> Size2d:
@@ -104,36 +94,8 @@ class ConvNormAct(nn.Sequential):
             self.act = _activation(act)
 
 
-class SqueezeExcite(nn.Module):
-    """SE gate (timm ``SEModule`` defaults): global mean -> 1x1 (C -> C/16 rounded to 8) -> ReLU -> 1x1 -> sigmoid."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        reduced = max(8, int(channels / 16 + 4) // 8 * 8)  # nearest multiple of 8, no 90% floor (round_limit=0)
-        self.fc1 = nn.Conv2d(channels, reduced, 1)
-        self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(reduced, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
-        gate = self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True))))  # (B, C, 1, 1)
-        return x * gate.sigmoid()
-
-
-class EfficientChannelAttention(nn.Module):
-    """ECA gate: global mean -> 1-D conv across channels (odd kernel from log2(C), >= 3, no bias) -> sigmoid."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        t = int(abs(math.log(channels, 2) + 1) / 2)
-        kernel = max(t if t % 2 else t + 1, 3)
-        self.conv = nn.Conv1d(1, 1, kernel, padding=(kernel - 1) // 2, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
-        gate = self.conv(x.mean((2, 3))[:, None, :])  # (B, 1, C)
-        return x * gate.sigmoid().reshape(x.shape[0], -1, 1, 1)
-
-
-_CHANNEL_ATTENTION = {'se': SqueezeExcite, 'eca': EfficientChannelAttention}
+# the SE and ECA gates of the published (timm) BoTNets
+_CHANNEL_ATTENTION = {'se': SEModule, 'eca': EcaModule}
 
 
 class Bottleneck(nn.Module):
@@ -179,7 +141,7 @@ class RelPosSelfAttention(nn.Module):
         if dim % num_heads:
             raise ValueError(f'BoTNet: attention width {dim} is not divisible by num_heads={num_heads}')
         self.num_heads = num_heads
-        self.dim_head = dim_head or _make_divisible(dim, 8) // num_heads
+        self.dim_head = dim_head or make_divisible(dim, 8) // num_heads
         self.dim_head_v = dim // num_heads
         self.scale = self.dim_head ** -0.5
         self.scale_pos_embed = scale_pos_embed
@@ -221,8 +183,7 @@ class RelPosSelfAttention(nn.Module):
         q = q.reshape(q.shape[0], q.shape[1], h, w, q.shape[-1])
         # batched matmuls over the row (resp. column) index, not einsum, which ONNX has only from opset 12. The
         # column product comes out x-major, and the broadcast sum below would inherit that order: its reshape to
-        # (N, N) would then copy the whole bias (BoT50 at 800x1333: 282 MB, ~4% of the forward). Contiguous small
-        # maps give a contiguous sum.
+        # (N, N) would then copy the whole (N, N) bias. Contiguous small maps give a contiguous sum.
         logits_h = q @ rel_h.to(q.dtype).transpose(1, 2)  # (B, n, H, W, H'): y' - y
         logits_w = (q.transpose(2, 3) @ rel_w.to(q.dtype).transpose(1, 2)).transpose(2, 3).contiguous()  # x' - x
         logits = logits_h[..., :, None] + logits_w[..., None, :]  # (B, n, H, W, H', W'), contiguous
@@ -274,6 +235,9 @@ class BoTBlock(nn.Module):
         return self.act(self.drop_path(out) + self.shortcut(x))
 
 
+_TIMM_URL = 'https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-attn-weights/'
+
+
 @register_model
 class BoTNet(PyramidBackbone):
     """BoTNet backbone: a ResNet with BoT (MHSA) blocks, C2..C5 outputs at strides 4/8/16/32 for any input size.
@@ -306,37 +270,38 @@ class BoTNet(PyramidBackbone):
         in_channels, out_indices, frozen_stages, norm_eval, with_cp, init_cfg: see :class:`PyramidBackbone`.
     """
 
-    arch_zoo: Dict[str, dict] = {}
-    for _names, _settings in [
-        (('26t', 'botnet26t', 'botnet26t_256'),
-         dict(stem_channels=(24, 32, 64), depths=(2, 2, 2, 2), channels=(256, 512, 1024, 2048),
-              attn_blocks=((), (), (1, ), (0, 1)), act='relu', img_size=256)),
-        (('50', 'bot50', 'botnet50'),
-         dict(stem_channels=(64, ), depths=(3, 4, 6, 3), channels=(256, 512, 1024, 2048),
-              attn_blocks=((), (), (), (0, 1, 2)), act='relu', scale_pos_embed=True, img_size=1024,
-              new_attention=True)),
-        (('se33ts', 'sebotnet33ts', 'sebotnet33ts_256'),
-         dict(stem_channels=(24, 32, 64), stem_pool=False, depths=(2, 3, 3, 2), channels=(256, 512, 1024, 1536),
-              attn_blocks=((), (2, ), (2, ), (0, 1)), bottle_ratio=(0.25, 0.25, 0.25, 0.333), channel_attn='se',
-              act='silu', img_size=256)),
-        (('eca26ts', 'eca_botnext26ts', 'eca_botnext26ts_256'),
-         dict(stem_channels=(24, 32, 64), depths=(2, 2, 2, 2), channels=(256, 512, 1024, 2048),
-              attn_blocks=((), (), (1, ), (0, 1)), group_width=16, channel_attn='eca', dim_head=16, act='silu',
-              img_size=256)),
-    ]:
-        for _name in _names:
-            arch_zoo[_name] = _settings
-    del _names, _settings, _name
-
+    arch_zoo = {
+        '26t': dict(stem_channels=(24, 32, 64), depths=(2, 2, 2, 2), channels=(256, 512, 1024, 2048),
+                    attn_blocks=((), (), (1, ), (0, 1)), act='relu', img_size=256),
+        '50': dict(stem_channels=(64, ), depths=(3, 4, 6, 3), channels=(256, 512, 1024, 2048),
+                   attn_blocks=((), (), (), (0, 1, 2)), act='relu', scale_pos_embed=True, img_size=1024,
+                   new_attention=True),
+        'se33ts': dict(stem_channels=(24, 32, 64), stem_pool=False, depths=(2, 3, 3, 2),
+                       channels=(256, 512, 1024, 1536), attn_blocks=((), (2, ), (2, ), (0, 1)),
+                       bottle_ratio=(0.25, 0.25, 0.25, 0.333), channel_attn='se', act='silu', img_size=256),
+        'eca26ts': dict(stem_channels=(24, 32, 64), depths=(2, 2, 2, 2), channels=(256, 512, 1024, 2048),
+                        attn_blocks=((), (), (1, ), (0, 1)), group_width=16, channel_attn='eca', dim_head=16,
+                        act='silu', img_size=256),
+    }
+    arch_aliases = {'botnet26t': '26t', 'botnet26t_256': '26t', 'bot50': '50', 'botnet50': '50',
+                    'sebotnet33ts': 'se33ts', 'sebotnet33ts_256': 'se33ts', 'eca_botnext26ts': 'eca26ts',
+                    'eca_botnext26ts_256': 'eca26ts'}
     essential_keys = ('stem_channels', 'depths', 'channels', 'attn_blocks')
-    _DEFAULTS = dict(stem_pool=True, bottle_ratio=0.25, group_width=None, channel_attn=None, num_heads=4,
-                     dim_head=None, scale_pos_embed=False, act='relu', img_size=256, new_attention=False)
-    _TIMM_URL = 'https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-attn-weights/'
-    weights_hint = (f'timm ImageNet weights: 26t {_TIMM_URL}botnet26t_c1_256-167a0e9f.pth, se33ts '
-                    f'{_TIMM_URL}sebotnet33ts_a1h2_256-957e3c3e.pth, eca26ts {_TIMM_URL}eca_botnext26ts_c_256-95a898f6'
-                    f'.pth (also on the HF hub as timm/<name>); arch 50 (BoT50) starts from a ResNet-50: '
-                    f"checkpoint='torchvision://resnet50' (mmengine downloads it) or a torchvision/mmdet/mmpretrain "
-                    f'ResNet-50 file')
+    arch_defaults = dict(stem_pool=True, bottle_ratio=0.25, group_width=None, channel_attn=None, num_heads=4,
+                         dim_head=None, scale_pos_embed=False, act='relu', img_size=256, new_attention=False)
+    official_weights = {
+        '26t': OfficialWeights('26t', _TIMM_URL + 'botnet26t_c1_256-167a0e9f.pth', 'Apache-2.0', 79.256, 256,
+                               note="timm's botnet26t_256.c1_in1k"),
+        'se33ts': OfficialWeights('se33ts', _TIMM_URL + 'sebotnet33ts_a1h2_256-957e3c3e.pth', 'Apache-2.0', 81.156,
+                                  256, note="timm's sebotnet33ts_256.a1h_in1k"),
+        'eca26ts': OfficialWeights('eca26ts', _TIMM_URL + 'eca_botnext26ts_c_256-95a898f6.pth', 'Apache-2.0',
+                                   79.262, 256, note="timm's eca_botnext26ts_256.c1_in1k"),
+        '50': OfficialWeights('50', 'https://download.pytorch.org/models/resnet50-0676ba61.pth', 'BSD-3-Clause',
+                              76.13, note="BoT50 starts from torchvision's ResNet-50 (checkpoint="
+                              "'torchvision://resnet50'); the attention blocks are new"),
+    }
+    weights_note = ('The timm files are also on the Hugging Face hub as timm/<name>; torchvision, mmdet and '
+                    'mmpretrain ResNet-50 files load into arch 50.')
 
     def __init__(self, arch: Union[str, dict] = '26t', in_channels: int = 3,
                  out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1, norm_eval: bool = False,
@@ -346,8 +311,7 @@ class BoTNet(PyramidBackbone):
         super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, init_cfg)
         s = self.arch_settings = self._check_arch(self.arch_settings)
         self.norm_cfg = norm_cfg = dict(norm_cfg) if norm_cfg is not None else dict(type='BN', requires_grad=True)
-        if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f'BoTNet: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        self.check_drop_path_rate(drop_path_rate)
         img_hw = self.pretrain_img_size = _pair(pretrain_img_size if pretrain_img_size is not None
                                                 else s['img_size'])
         act = s['act']
@@ -378,11 +342,11 @@ class BoTNet(PyramidBackbone):
         mhsa_norm_cfg = dict(norm_cfg, requires_grad=True) if s['new_attention'] else norm_cfg
         index, net_stride = 0, 4
         for i, (depth, ch, ratio) in enumerate(zip(s['depths'], s['channels'], s['bottle_ratio'])):
-            mid = _make_divisible(ch * ratio)
+            mid = make_divisible(ch * ratio)
             self.block_offsets.append(index)
             blocks = []
             for j in range(depth):
-                stride = _STAGE_STRIDES[i] if j == 0 else 1
+                stride = STAGE_STRIDES[i] if j == 0 else 1
                 if j in s['attn_blocks'][i]:
                     # attention runs at the block's input resolution (a strided block pools afterwards)
                     feat = (-(-img_hw[0] // net_stride), -(-img_hw[1] // net_stride))
@@ -408,7 +372,7 @@ class BoTNet(PyramidBackbone):
     # ----------------------------------------------------------------------------------------------------- arguments
     @classmethod
     def _check_arch(cls, settings: dict) -> dict:
-        s = dict(cls._DEFAULTS, **settings)
+        s = dict(cls.arch_defaults, **settings)
 
         def fail(msg: str) -> None:
             raise ValueError(f'BoTNet arch: {msg}')
@@ -441,7 +405,7 @@ class BoTNet(PyramidBackbone):
             if s[key] is not None and (not isinstance(s[key], int) or s[key] < 1):
                 fail(f'{key} must be None or a positive int, got {s[key]!r}')
         for ch, ratio in zip(s['channels'], s['bottle_ratio']):
-            mid = _make_divisible(ch * ratio)
+            mid = make_divisible(ch * ratio)
             if mid % s['num_heads'] or (s['group_width'] and mid % s['group_width']):
                 fail(f'block width {mid} (channels {ch} x bottle_ratio {ratio}) must be divisible by num_heads='
                      f'{s["num_heads"]} and group_width={s["group_width"]}')
@@ -459,18 +423,15 @@ class BoTNet(PyramidBackbone):
                     nn.init.zeros_(block.last_norm.weight)
 
     # ------------------------------------------------------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    def forward_pyramid(self, x: torch.Tensor) -> List[torch.Tensor]:
         """x: (B, C, H, W) -> maps (B, C_i, ceil(H / 2**(i+2)), ceil(W / 2**(i+2))) for i in out_indices."""
-        self.check_input(x)
-        if x.shape[0] == 0:
-            return self.empty_outputs(x)
         x = self.stem(x.contiguous(memory_format=torch.channels_last))  # (B, C_stem, ceil(H/4), ceil(W/4))
         levels = {}
         for i, stage in enumerate(self.stages[:max(self.out_indices) + 1]):
             for block in stage:
                 x = self.checkpoint(block, x)
             levels[i] = x
-        return tuple(levels[i] for i in self.out_indices)
+        return [levels[i] for i in self.out_indices]
 
     # ------------------------------------------------------------------------------------------------------ training
     def frozen_modules(self, frozen_stages: int) -> Iterable[nn.Module]:
@@ -521,88 +482,3 @@ class BoTNet(PyramidBackbone):
                 new = new.replace(old, repl)
             converted[new] = value
         return converted
-
-
-# ------------------------------------------------------------------------------------------------------- parity
-# What the state dict of a timm ByobNet BoTNet does not show: activation, stem pooling (scale_pos_embed is False in
-# all of them). Unknown names fall back on timm's naming rule: "...ts" = tiered stem + SiLU, "...t" = ReLU.
-_TIMM_VARIANTS = {
-    'botnet26t': dict(act='relu', stem_pool=True),
-    'botnet50ts': dict(act='silu', stem_pool=True),
-    'sebotnet33ts': dict(act='silu', stem_pool=False),
-    'eca_botnext26ts': dict(act='silu', stem_pool=True),
-}
-
-
-def _arch_from_timm_keys(fixture: dict) -> Tuple[dict, Size2d]:
-    """Arch dict and reference image size of a timm BoTNet fixture, read from its state-dict shapes."""
-    shapes = {k: tuple(s) for k, s, _ in fixture['keys']}
-    variant = str(fixture.get('variant', '')).split('.')[0]
-    base = next((dict(v) for name, v in sorted(_TIMM_VARIANTS.items(), key=lambda kv: -len(kv[0]))
-                 if variant.startswith(name)), None)
-    if base is None:
-        base = dict(act='silu' if re.search(r'\d+ts(_|$)', variant) else 'relu', stem_pool=True)
-    stem_channels = []
-    while f'stem.conv{len(stem_channels) + 1}.conv.weight' in shapes:
-        stem_channels.append(shapes[f'stem.conv{len(stem_channels) + 1}.conv.weight'][0])
-    depths, channels, attn_blocks, ratios, group_widths, gates = [], [], [], [], set(), set()
-    num_heads, dim_heads, table = 4, [], None
-    for i in range(4):
-        entry_stride = 4 * 2 ** max(i - 1, 0)  # stride of the stage input: 4, 4, 8, 16
-        j, blocks = 0, []
-        while f'stages.{i}.{j}.conv1_1x1.conv.weight' in shapes:
-            prefix = f'stages.{i}.{j}.'
-            mid = shapes[prefix + 'conv1_1x1.conv.weight'][0]
-            out = shapes[prefix + 'conv3_1x1.conv.weight'][0]
-            qkv = shapes.get(prefix + 'self_attn.qkv.weight')
-            if qkv is not None:
-                blocks.append(j)
-                rel_h = shapes[prefix + 'self_attn.pos_embed.height_rel']
-                rel_w = shapes[prefix + 'self_attn.pos_embed.width_rel']
-                num_heads = (qkv[0] - mid) // (2 * rel_h[1])
-                dim_heads.append((rel_h[1], _make_divisible(mid) // num_heads))
-                if table is None:  # the first BoT block's input stride turns its table length into an image size
-                    stride = entry_stride * (_STAGE_STRIDES[i] if j > 0 else 1)
-                    table = ((rel_h[0] + 1) // 2 * stride, (rel_w[0] + 1) // 2 * stride)
-            else:
-                per_group = shapes[prefix + 'conv2_kxk.conv.weight'][1]
-                group_widths.add(per_group if per_group != mid else None)
-                gates.add('se' if prefix + 'attn.fc1.weight' in shapes else
-                          'eca' if prefix + 'attn.conv.weight' in shapes else None)
-            j += 1
-        depths.append(j)
-        channels.append(out)
-        ratios.append(mid / out)
-        attn_blocks.append(tuple(blocks))
-    unsupported = [k for k in shapes if re.search(r'\.attn_last\.|conv2b_kxk|\.attn\.conv2\.', k)]
-    if unsupported or len(group_widths) > 1 or len(gates) > 1:
-        raise NotImplementedError(f'BoTNet parity: variant {variant!r} has layers this backbone does not implement '
-                                  f'({unsupported[:3]}, group widths {group_widths}, gates {gates})')
-    # head width: derived from the block width (timm's default) unless one fixed `dim_head` is set for all blocks
-    fixed = {got for got, derived in dim_heads if got != derived}
-    if fixed and len({got for got, _ in dim_heads}) != 1:
-        raise NotImplementedError(f'BoTNet parity: head widths {dim_heads} are neither derived nor constant')
-    img_size = table or (256, 256)
-    arch = dict(base, stem_channels=tuple(stem_channels), depths=tuple(depths), channels=tuple(channels),
-                attn_blocks=tuple(attn_blocks), bottle_ratio=tuple(ratios), num_heads=num_heads,
-                dim_head=dim_heads[0][0] if fixed else None, group_width=next(iter(group_widths), None),
-                channel_attn=next(iter(gates), None), scale_pos_embed=False, img_size=img_size)
-    return arch, img_size
-
-
-@register_parity_adapter('botnet')
-def _parity_adapter(fixture: dict) -> ParityAdapter:
-    """timm BoTNet fixtures (botnet26t / botnet50ts / sebotnet33ts / eca_botnext26ts, any size): outputs ``stem``
-    (after the stem pool, stride 4) and ``stage0..3``; ``logits`` belong to the dropped head."""
-    arch, img_size = _arch_from_timm_keys(fixture)
-    in_channels = dict((k, s) for k, s, _ in fixture['keys'])['stem.conv1.conv.weight'][1]
-
-    def build() -> BoTNet:
-        return BoTNet(arch=arch, in_channels=in_channels, pretrain_img_size=img_size)
-
-    def outputs(model: BoTNet, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        result = {'stem': model.stem(x)}
-        result.update({f'stage{i}': m for i, m in zip(model.out_indices, model(x))})
-        return result
-
-    return ParityAdapter(build=build, outputs=outputs)

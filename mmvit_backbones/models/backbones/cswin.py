@@ -51,11 +51,10 @@ from mmengine.logging import print_log
 from timm.layers import DropPath
 
 from ...checkpoint import StateDict, read_checkpoint
-from ...testing.parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import Mlp, attention, init_linear_and_layernorm
 from ..layers.traceable import is_exporting, pad_to_multiple
-from .base import PyramidBackbone
+from .base import OfficialWeights, PyramidBackbone
 
 CHECKPOINT_WEIGHTS = ('ema', 'raw')
 
@@ -176,17 +175,7 @@ class CSWinStage(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------------ backbone
-def _variant(embed_dims: int, depths, num_heads, split_size=(1, 2, 7, 7)) -> dict:
-    return dict(embed_dims=embed_dims, depths=list(depths), num_heads=list(num_heads), split_size=list(split_size),
-                mlp_ratio=4.0)
-
-
-_T = _variant(64, (1, 2, 21, 1), (2, 4, 8, 16))
-_S = _variant(64, (2, 4, 32, 2), (2, 4, 8, 16))
-_B = _variant(96, (2, 4, 32, 2), (4, 8, 16, 32))
-_L = _variant(144, (2, 4, 32, 2), (6, 12, 24, 24))
-_B384 = _variant(96, (2, 4, 32, 2), (4, 8, 16, 32), (1, 2, 12, 12))
-_L384 = _variant(144, (2, 4, 32, 2), (6, 12, 24, 24), (1, 2, 12, 12))
+_RELEASE = 'https://github.com/microsoft/CSWin-Transformer/releases/download/'
 
 
 @register_model
@@ -210,15 +199,30 @@ class CSWin(PyramidBackbone):
     """
 
     arch_zoo = {
-        **dict.fromkeys(('t', 'tiny'), _T), **dict.fromkeys(('s', 'small'), _S),
-        **dict.fromkeys(('b', 'base'), _B), **dict.fromkeys(('l', 'large'), _L),
-        **dict.fromkeys(('b-384', 'base-384'), _B384), **dict.fromkeys(('l-384', 'large-384'), _L384),
+        't': dict(embed_dims=64, depths=(1, 2, 21, 1), num_heads=(2, 4, 8, 16)),
+        's': dict(embed_dims=64, depths=(2, 4, 32, 2), num_heads=(2, 4, 8, 16)),
+        'b': dict(embed_dims=96, depths=(2, 4, 32, 2), num_heads=(4, 8, 16, 32)),
+        'l': dict(embed_dims=144, depths=(2, 4, 32, 2), num_heads=(6, 12, 24, 24)),
+        'b-384': dict(embed_dims=96, depths=(2, 4, 32, 2), num_heads=(4, 8, 16, 32), split_size=(1, 2, 12, 12)),
+        'l-384': dict(embed_dims=144, depths=(2, 4, 32, 2), num_heads=(6, 12, 24, 24), split_size=(1, 2, 12, 12)),
     }
+    arch_aliases = {'tiny': 't', 'small': 's', 'base': 'b', 'large': 'l', 'base-384': 'b-384', 'large-384': 'l-384'}
     essential_keys = ('embed_dims', 'depths', 'num_heads')
-    weights_hint = ('official ImageNet weights: https://github.com/microsoft/CSWin-Transformer/releases/download/'
-                    'v0.1.0/cswin_<tiny|small|base>_224.pth (also cswin_base_384.pth, cswin_large_224.pth, '
-                    'cswin_large_384.pth, cswin_large_22k_224.pth); UPerNet: .../releases/download/v0.2.0/'
-                    'upernet_cswin_<tiny|small|base>.pth')
+    arch_defaults = dict(split_size=(1, 2, 7, 7), mlp_ratio=4.0, dims=None)
+    official_weights = {
+        't': OfficialWeights('t', _RELEASE + 'v0.1.0/cswin_tiny_224.pth', 'MIT', 82.8),
+        's': OfficialWeights('s', _RELEASE + 'v0.1.0/cswin_small_224.pth', 'MIT', 83.6),
+        'b': OfficialWeights('b', _RELEASE + 'v0.1.0/cswin_base_224.pth', 'MIT', 84.2),
+        'b_384': OfficialWeights('b-384', _RELEASE + 'v0.1.0/cswin_base_384.pth', 'MIT', 85.5, input_size=384),
+        'l': OfficialWeights('l', _RELEASE + 'v0.1.0/cswin_large_224.pth', 'MIT', 86.5,
+                             note='ImageNet-22k pretrained, fine-tuned on ImageNet-1k'),
+        'l_384': OfficialWeights('l-384', _RELEASE + 'v0.1.0/cswin_large_384.pth', 'MIT', 87.5, input_size=384,
+                                 note='ImageNet-22k pretrained, fine-tuned on ImageNet-1k'),
+        'l_22k': OfficialWeights('l', _RELEASE + 'v0.1.0/cswin_large_22k_224.pth', 'MIT',
+                                 note='ImageNet-22k classifier (21841 classes)'),
+    }
+    weights_note = ('Official UPerNet (ADE20K) checkpoints load too: ' + _RELEASE +
+                    'v0.2.0/upernet_cswin_<tiny|small|base>.pth.')
     new_param_prefixes = ('norm0.', 'norm1.', 'norm2.', 'norm3.')
 
     def __init__(self, arch: Union[str, dict] = 't', in_channels: int = 3,
@@ -233,8 +237,7 @@ class CSWin(PyramidBackbone):
         if checkpoint_weights not in CHECKPOINT_WEIGHTS:
             raise ValueError(f'CSWin: checkpoint_weights must be one of {CHECKPOINT_WEIGHTS} (which weights of a '
                              f'training checkpoint to load), got {checkpoint_weights!r}')
-        if not 0 <= drop_path_rate < 1:
-            raise ValueError(f'CSWin: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        self.check_drop_path_rate(drop_path_rate)
         self.depths, self.split_size = depths, splits
         self.mask_padded_keys = bool(mask_padded_keys)
         self.checkpoint_weights = checkpoint_weights
@@ -278,19 +281,16 @@ class CSWin(PyramidBackbone):
             if not isinstance(h, int) or h < branches or h % branches or c % h:
                 raise ValueError(f'CSWin: stage {i} has {c} channels and num_heads {h!r}; the heads must divide the '
                                  f'channels' + (' and be even (half per stripe branch)' if branches == 2 else ''))
-        mlp_ratio = s.get('mlp_ratio', 4.0)
+        mlp_ratio = s['mlp_ratio']
         if not isinstance(mlp_ratio, (int, float)) or mlp_ratio <= 0:
             raise ValueError(f'CSWin: mlp_ratio must be > 0, got {mlp_ratio!r}')
-        splits = cls._check_split_size(s.get('split_size', (1, 2, 7, 7)), "arch['split_size']")
+        splits = cls._check_split_size(s['split_size'], "arch['split_size']")
         return dims, depths, heads, splits, mlp_ratio
 
     # ------------------------------------------------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        self.check_input(x)
-        if x.shape[0] == 0:  # no images: empty maps of the right shapes
-            return self.empty_outputs(x)
+    def forward_pyramid(self, x: torch.Tensor) -> List[torch.Tensor]:
         maps = self.forward_stages(x)
-        return tuple(getattr(self, f'norm{i}')(maps[i]).permute(0, 3, 1, 2).contiguous() for i in self.out_indices)
+        return [getattr(self, f'norm{i}')(maps[i]).permute(0, 3, 1, 2).contiguous() for i in self.out_indices]
 
     def forward_stages(self, x: torch.Tensor, pad_to_stride: bool = True) -> Dict[int, torch.Tensor]:
         """Each needed stage after its last block, without the output norms: ``{i: (B, h_i, w_i, C_i)}``.
@@ -389,63 +389,3 @@ class CSWin(PyramidBackbone):
             super().init_weights()
         finally:
             self.init_cfg = original
-
-
-# ------------------------------------------------------------------------------------------------------- parity
-_NAMED_VARIANTS = {'tiny': 't', 'small': 's', 'base': 'b', 'large': 'l'}
-
-
-def _int_list(text: str, name: str) -> Optional[List[int]]:
-    match = re.search(name + r'\s*=\s*\[([\d,\s]+)\]', text)
-    return [int(v) for v in match.group(1).split(',') if v.strip()] if match else None
-
-
-def arch_from_official_keys(shapes: Mapping[str, Sequence[int]], description: str = '') -> dict:
-    """Hyper-parameters of an official CSWin (classification or segmentation layout) from its state-dict shapes and
-    a description (the fixture's variant / build call): channels from the stem and merges, depths from the block
-    indices, MLP ratio from ``fc1``; heads and stripe widths, which no weight reveals, from ``num_heads=[...]`` /
-    ``split_size=[...]`` in the description, else from the variant name (tiny/small/base/large, ``_384``)."""
-    dims = [int(shapes['stage1_conv_embed.0.weight'][0])] + [int(shapes[f'merge{m}.conv.weight'][0])
-                                                               for m in (1, 2, 3)]
-    depths = [1 + max(int(k.split('.')[1]) for k in shapes if k.startswith(f'stage{s}.')) for s in range(1, 5)]
-    heads = _int_list(description, 'num_heads')
-    splits = _int_list(description, 'split_size')
-    name = next((v for k, v in _NAMED_VARIANTS.items() if k in description.lower()), None)
-    if heads is None:
-        if name is None:
-            raise ValueError(f'cannot tell the CSWin heads from {description!r}; name the variant '
-                             f'(tiny/small/base/large) or give num_heads=[...]')
-        heads = CSWin.arch_zoo[name]['num_heads']
-    if splits is None:
-        splits = [1, 2, 12, 12] if re.search(r'_384\b', description) else [1, 2, 7, 7]
-    return dict(embed_dims=dims[0], dims=dims, depths=depths, num_heads=list(heads), split_size=list(splits),
-                mlp_ratio=shapes['stage1.0.mlp.fc1.weight'][0] / dims[0])
-
-
-def _fixture_adapter(fixture: dict, segmentation: bool) -> ParityAdapter:
-    shapes = {k: tuple(s) for k, s, _ in fixture['keys']}
-    description = f"{fixture.get('variant', '')} {fixture.get('build_call', '')}"
-    arch = arch_from_official_keys(shapes, description)
-    in_channels = shapes['stage1_conv_embed.0.weight'][1]
-
-    def build() -> CSWin:
-        return CSWin(arch=arch, in_channels=in_channels, drop_path_rate=0.0)
-
-    def outputs(model: CSWin, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        # the official stem floors: reproduce its geometry at sizes that are not multiples of 4
-        maps = model.forward_stages(x, pad_to_stride=False)
-        if segmentation:  # after the segmentation backbone's own norm1..norm4 (ours norm0..norm3)
-            return {f'out{i}': getattr(model, f'norm{i}')(m).permute(0, 3, 1, 2) for i, m in maps.items()}
-        return {f'stage{i}': m.permute(0, 3, 1, 2) for i, m in maps.items()}  # before any norm
-
-    return ParityAdapter(build=build, outputs=outputs)
-
-
-@register_parity_adapter('cswin')
-def _classification_adapter(fixture: dict) -> ParityAdapter:
-    return _fixture_adapter(fixture, segmentation=False)
-
-
-@register_parity_adapter('cswin_seg')
-def _segmentation_adapter(fixture: dict) -> ParityAdapter:
-    return _fixture_adapter(fixture, segmentation=True)

@@ -1,8 +1,9 @@
 """DeepViT (Zhou et al., "DeepViT: Towards Deeper Vision Transformer", 2021) as a stride 4/8/16/32 backbone.
 
-Architecture (official ``zhoudaquan/dvit_repo`` @ 1ccb152, ``models/deep_vision_transformer.py`` + ``models/layers.py``):
-a plain pre-norm ViT (patch 16, cls token, learned position table, 12 heads, ``qkv`` with bias, MLP ratio 3,
-LayerNorm eps 1e-6, final LayerNorm) in which the last ``num_reattention_blocks`` blocks use **re-attention**::
+Architecture (official ``zhoudaquan/dvit_repo`` @ 1ccb152, ``models/deep_vision_transformer.py`` +
+``models/layers.py``): a plain pre-norm ViT (patch 16, cls token, learned position table, 12 heads, ``qkv`` with bias,
+MLP ratio 3, LayerNorm eps 1e-6, final LayerNorm) in which the last ``num_reattention_blocks`` blocks use
+**re-attention**::
 
     A    = softmax(q k^T * head_dim^-0.5)               # (B, H, N, N), one map per head
     A'   = var_norm(reatten_matrix(A)) * reatten_scale  # Theta: 1x1 conv over the heads (with bias), BN over heads
@@ -48,8 +49,7 @@ The fix keeps what the map *means*: every row of a re-attention map keeps the to
 Memory: re-attention needs the full softmax map (no fused SDPA kernel). The map is computed in chunks of query rows
 (at most ``MAP_CHUNK_ELEMENTS`` map entries each) in one reused workspace, and backward recomputes each chunk's
 maps from q/k/v (:func:`~mmvit_backbones.models.layers.chunked_attention`), so a global re-attention block at
-800x1333 never holds more than three chunks of map entries instead of 12 x 4201^2 floats (850 MB) per map and
-intermediate. Textbook mode
+detection sizes holds a few chunks of map entries instead of every heads x N x N map and intermediate. Textbook mode
 (:func:`~mmvit_backbones.models.layers.naive_attention_mode`) and ONNX export compute the maps in one pass.
 Blocks without re-attention use SDPA (:func:`~mmvit_backbones.models.layers.attention`).
 
@@ -64,41 +64,33 @@ Checkpoints: the official files are timm ``CheckpointSaver`` dicts (``state_dict
 preferred by :mod:`mmvit_backbones.checkpoint`) or flat state dicts; the keys are the module's own, the classifier
 ``head`` is dropped.
 """
-import math
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as torch_checkpoint
-from timm.layers import DropPath
+from timm.layers import DropPath, trunc_normal_
 
-from ...testing.parity import ParityAdapter, register_parity_adapter
+from ...checkpoint import StateDict
 from ...registry import register_model
-from ..layers import (Mlp, PatchConv2d, SimpleFeaturePyramid, SizeCache, ViTAttention, channels_last_conv_weights,
-                      chunked_attention, tokens_to_map)
-from .base import PyramidBackbone
-from .plain_vit import PlainViT, _resize_pos_embed_pre_hook
-
-Size2d = Tuple[int, int]
+from ..layers import (
+    Mlp,
+    PatchConv2d,
+    SimpleFeaturePyramid,
+    Size2d,
+    ViTAttention,
+    channels_last_conv_weights,
+    chunked_attention,
+    init_linear_and_layernorm,
+)
+from .base import HALF, OfficialWeights
+from .single_scale import SingleScaleBackbone
 
 PATCH_SIZE = 16
 
 _DRIVE = 'https://drive.google.com/file/d/{}/view'
-WEIGHTS = {
-    '16b': 'not released ("coming soon" in the official README)',
-    '24b': _DRIVE.format('1lPmKdNMPJq-mq-4FivqIY4JNAPoQHYxV'),
-    '32b': _DRIVE.format('1kUBrAbAQfMT5FQJprITRxDtOE6ECZM0M') + ' (reported dead, dvit_repo#10)',
-    's': _DRIVE.format('1evhBjla4Nth7LawW2PAXnGEcpv3YBWEC') + ' (DViT_82_16b.pth.tar)',
-    'l': _DRIVE.format('1MTRm0NK_sPGRSyuD_hHJ1Zgw2diEaKLR') + ' (DViT_83_32b.pth.tar); L at 384: not released',
-}
-
-
-def _variant(embed_dims: int, depth: int, num_reattention_blocks: int, cnn_stem: bool = False,
-             transform_scale: bool = False, scale_adjustment: float = 1.0) -> dict:
-    return dict(embed_dims=embed_dims, depth=depth, num_heads=12, mlp_ratio=3.0, qkv_bias=True, norm_eps=1e-6,
-                num_reattention_blocks=num_reattention_blocks, cnn_stem=cnn_stem, transform_scale=transform_scale,
-                scale_adjustment=scale_adjustment)
+_LICENSE = 'not stated (zhoudaquan/dvit_repo has no licence file)'
 
 
 # ------------------------------------------------------------------------------------------------------- modules
@@ -106,8 +98,8 @@ class ConvPatchEmbed(nn.Module):
     """DeepViT-S/L's patch embedding (``PatchEmbed_CNN``): 7x7/2 conv-BN-ReLU, 3x3 conv-BN-ReLU (64 channels, no
     conv bias), then an 8x8/8 conv to the embedding width: stride 16 in total.
 
-    With ``with_cp`` (set by the backbone) the stride-2 maps (64 channels at half resolution: ~0.3 GB of saved
-    activations at 800x1333) are recomputed in backward, but only while both BatchNorms use running statistics
+    With ``with_cp`` (set by the backbone) the stride-2 maps (64 channels at half resolution, the largest saved
+    activations of the model) are recomputed in backward, but only while both BatchNorms use running statistics
     (``norm_eval``, frozen stem): recomputing a training-mode BN would update its statistics twice.
     """
 
@@ -119,10 +111,9 @@ class ConvPatchEmbed(nn.Module):
         self.bn2 = nn.BatchNorm2d(stem_channels)
         self.proj = PatchConv2d(stem_channels, dim, PATCH_SIZE // 2)
         self.with_cp = False
-        # oneDNN runs these convolutions in NHWC much faster than in NCHW on CPU (800x1344 input, 2 threads: 540 ->
-        # 370 ms for the three); the NHWC output is then already the contiguous token layout. Without the split
-        # backward: the stride-2 maps are the largest tensors of the model and their NCHW copies raised the training
-        # peak at 800x1333 from 2846 to 3119 MB
+        # oneDNN runs these convolutions faster in NHWC than in NCHW on CPU, and the NHWC output is already the
+        # contiguous token layout. Without the split backward: the stride-2 maps are the largest tensors of the
+        # model, and the split backward's NCHW copies of them would raise the training peak
         channels_last_conv_weights(self, split_backward=False)
 
     def _stride2_maps(self, x: torch.Tensor) -> torch.Tensor:
@@ -229,12 +220,11 @@ class DeepViTBlock(nn.Module):
 
 # ------------------------------------------------------------------------------------------------------ backbone
 @register_model
-class DeepViT(PlainViT):
+class DeepViT(SingleScaleBackbone):
     """DeepViT with re-attention that keeps its pretrained meaning at any token count, and ViTDet's simple pyramid.
 
-    A plain ViT with its own stem and blocks: it shares :class:`PlainViT`'s token-grid machinery (padding to whole
-    patches, position-table resizing and cache, cls handling, pyramid and cropping, stages, layer depths, converter)
-    and builds its own modules, so it initialises :class:`PyramidBackbone` directly.
+    A plain ViT with its own stem and blocks on the shared single-scale machinery (padding to whole patches, class
+    token and position table resized to the grid, pyramid and cropping, stages, layer depths).
 
     Args:
         arch: ``'16b'``, ``'24b'``, ``'32b'``, ``'s'``, ``'l'`` (official function names work too, e.g.
@@ -255,36 +245,55 @@ class DeepViT(PlainViT):
     """
 
     arch_zoo = {
-        **dict.fromkeys(['16b', 'deepvit-16', 'deepvit_patch16_224_re_attn_16b'], _variant(384, 16, 16)),
-        **dict.fromkeys(['24b', 'deepvit-24', 'deepvit_patch16_224_re_attn_24b'], _variant(384, 24, 24)),
-        **dict.fromkeys(['32b', 'deepvit-32', 'deepvit_patch16_224_re_attn_32b'], _variant(384, 32, 32)),
-        **dict.fromkeys(['s', 'deepvit_s'], _variant(396, 16, 5, cnn_stem=True, transform_scale=True,
-                                                     scale_adjustment=0.5)),
-        **dict.fromkeys(['l', 'deepvit_l', 'deepvit_l_384'], _variant(420, 32, 12, cnn_stem=True,
-                                                                      scale_adjustment=0.5)),
+        '16b': dict(embed_dims=384, depth=16, num_heads=12),
+        '24b': dict(embed_dims=384, depth=24, num_heads=12),
+        '32b': dict(embed_dims=384, depth=32, num_heads=12),
+        's': dict(embed_dims=396, depth=16, num_heads=12, num_reattention_blocks=5, cnn_stem=True,
+                  transform_scale=True, scale_adjustment=0.5),
+        'l': dict(embed_dims=420, depth=32, num_heads=12, num_reattention_blocks=12, cnn_stem=True,
+                  scale_adjustment=0.5),
     }
+    arch_aliases = {'deepvit-16': '16b', 'deepvit_patch16_224_re_attn_16b': '16b', 'deepvit-24': '24b',
+                    'deepvit_patch16_224_re_attn_24b': '24b', 'deepvit-32': '32b',
+                    'deepvit_patch16_224_re_attn_32b': '32b', 'deepvit_s': 's', 'deepvit_l': 'l',
+                    'deepvit_l_384': 'l'}
     essential_keys = ('embed_dims', 'depth', 'num_heads')
-    weights_hint = ('official DeepViT weights (Google Drive only, zhoudaquan/dvit_repo README): '
-                    + '; '.join(f'{k}: {v}' for k, v in WEIGHTS.items()))
-    new_param_prefixes = ('pyramid.', )
+    # num_reattention_blocks None: every block re-attends
+    arch_defaults = dict(mlp_ratio=3.0, qkv_bias=True, norm_eps=1e-6, num_reattention_blocks=None, cnn_stem=False,
+                         transform_scale=False, scale_adjustment=1.0)
+    official_weights = {
+        '16b': OfficialWeights('16b', '', _LICENSE, 79.1, mean=HALF, std=HALF,
+                               note='"coming soon" in the official README'),
+        '24b': OfficialWeights('24b', _DRIVE.format('1lPmKdNMPJq-mq-4FivqIY4JNAPoQHYxV'), _LICENSE, 79.99,
+                               mean=HALF, std=HALF),
+        '32b': OfficialWeights('32b', _DRIVE.format('1kUBrAbAQfMT5FQJprITRxDtOE6ECZM0M'), _LICENSE, 80.9,
+                               mean=HALF, std=HALF, note='link reported dead (dvit_repo#10)'),
+        's': OfficialWeights('s', _DRIVE.format('1evhBjla4Nth7LawW2PAXnGEcpv3YBWEC'), _LICENSE, 82.3,
+                             mean=HALF, std=HALF, file='DViT_82_16b.pth.tar'),
+        'l': OfficialWeights('l', _DRIVE.format('1MTRm0NK_sPGRSyuD_hHJ1Zgw2diEaKLR'), _LICENSE, 83.1,
+                             mean=HALF, std=HALF, file='DViT_83_32b.pth.tar'),
+    }
+    weights_note = 'Google Drive only (zhoudaquan/dvit_repo README); DeepViT-L at 384 is not released.'
+    stem_names = ('patch_embed', 'cls_token', 'pos_embed')
 
     def __init__(self, arch: Union[str, dict] = 's', in_channels: int = 3, pretrain_img_size: int = 224,
                  window_size: Optional[int] = None, window_block_indexes: Optional[Sequence[int]] = None,
                  token_count_invariant: bool = True, final_norm: bool = True, drop_path_rate: float = 0.0,
                  out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1, norm_eval: bool = False,
                  with_cp: bool = False, init_cfg: Optional[Union[dict, List[dict]]] = None):
-        PyramidBackbone.__init__(self, arch, in_channels=in_channels, out_indices=out_indices,
-                                 frozen_stages=frozen_stages, norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
+        super().__init__(arch, in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
+                         norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
         settings = self.arch_settings
         dim, depth, heads = int(settings['embed_dims']), int(settings['depth']), int(settings['num_heads'])
         if dim <= 0 or depth <= 0 or heads <= 0 or dim % heads or dim % 4:
             raise ValueError(f'DeepViT: embed_dims ({dim}) must be a positive multiple of num_heads ({heads}) and of '
                              f'4 (pyramid widths D/4, D/2), depth ({depth}) positive')
-        num_reattention = int(settings.get('num_reattention_blocks', depth))
+        num_reattention = depth if settings['num_reattention_blocks'] is None else \
+            int(settings['num_reattention_blocks'])
         if not 0 <= num_reattention <= depth:
             raise ValueError(f'DeepViT: num_reattention_blocks must be in [0, depth={depth}] (the last blocks '
                              f're-attend), got {num_reattention}')
-        scale_adjustment = float(settings.get('scale_adjustment', 1.0))
+        scale_adjustment = float(settings['scale_adjustment'])
         if scale_adjustment <= 0:
             raise ValueError(f'DeepViT: scale_adjustment must be positive, got {scale_adjustment}')
         if not isinstance(pretrain_img_size, int) or pretrain_img_size < PATCH_SIZE:
@@ -298,23 +307,21 @@ class DeepViT(PlainViT):
         if not isinstance(window_size, int) or window_size < 0 or (window_block_indexes and window_size == 0):
             raise ValueError(f'DeepViT: window_size must be a positive int when window_block_indexes is set, got '
                              f'{window_size!r} (use window_block_indexes=() for global attention everywhere)')
-        if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f'DeepViT: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        self.check_drop_path_rate(drop_path_rate)
 
         self.embed_dims = dim
         self.depth = depth
         self.num_layers = depth
         self.patch_size = PATCH_SIZE
-        self.pos_embed_interp = 'bicubic'  # resized to the target grid (the official code has no resize at all)
         self.pretrain_grid: Size2d = (grid, grid)
         self.num_ref_tokens = 1 + grid * grid
         self.window_size = window_size
         self.window_block_indexes = window_block_indexes
         self.reattention_blocks = tuple(range(depth - num_reattention, depth))
-        norm_eps = float(settings.get('norm_eps', 1e-6))
+        norm_eps = float(settings['norm_eps'])
 
         # stem: patch embedding, cls token, position table over the pretraining grid (+ cls)
-        if settings.get('cnn_stem', False):
+        if settings['cnn_stem']:
             self.patch_embed = ConvPatchEmbed(in_channels, dim)
             self.patch_embed.with_cp = with_cp
         else:
@@ -323,91 +330,34 @@ class DeepViT(PlainViT):
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_ref_tokens, dim))
         rates = torch.linspace(0, drop_path_rate, depth, device='cpu').tolist()  # (also under a meta device)
         self.blocks = nn.ModuleList([
-            DeepViTBlock(dim, heads, float(settings.get('mlp_ratio', 3.0)), bool(settings.get('qkv_bias', True)),
+            DeepViTBlock(dim, heads, float(settings['mlp_ratio']), bool(settings['qkv_bias']),
                          drop_path=rates[i], norm_eps=norm_eps,
                          window_size=window_size if i in window_block_indexes else 0,
                          re_attention=i in self.reattention_blocks, scale_adjustment=scale_adjustment,
-                         transform_scale=bool(settings.get('transform_scale', False)),
+                         transform_scale=bool(settings['transform_scale']),
                          num_ref_tokens=self.num_ref_tokens, token_count_invariant=token_count_invariant)
             for i in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=norm_eps) if final_norm else None
         self.pyramid = SimpleFeaturePyramid(dim, levels=self.out_indices)  # branches of returned levels only
         self.out_channels: Tuple[int, ...] = self.pyramid.out_channels
 
-        self._pos_cache = SizeCache()
-        self.register_load_state_dict_pre_hook(_resize_pos_embed_pre_hook)
+        self.register_load_state_dict_pre_hook(self.resize_pos_embed_on_load)
         self._init_parameters()
         self._freeze_stages()
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        if x.shape[0] == 0:  # no images: window reshapes cannot infer sizes from 0 elements
-            self.check_input(x)
-            return self.empty_outputs(x)
-        return super().forward(x)
 
     def _init_parameters(self) -> None:
         """Official initialisation (trunc-normal tables and Linear weights); Theta starts as the identity with zero
         bias, i.e. plain attention (the author: identity or random init train alike, dvit_repo#1). Used when
         training from scratch; checkpoints overwrite it."""
-        super()._init_parameters()
+        trunc_normal_(self.pos_embed, std=0.02)
+        trunc_normal_(self.cls_token, std=0.02)
+        self.blocks.apply(init_linear_and_layernorm)
         for i in self.reattention_blocks:
             theta = self.blocks[i].attn.reatten_matrix
             nn.init.eye_(theta.weight[:, :, 0, 0])
             nn.init.zeros_(theta.bias)
 
-# ------------------------------------------------------------------------------------------------------------ parity
-def arch_from_official_keys(shapes: Dict[str, Sequence[int]], variant: str = '') -> dict:
-    """Hyper-parameters of an official-layout state dict (``{key: shape}``). ``transform_scale`` and
-    ``scale_adjustment`` are not visible in the weights: they come from the named official variant."""
-    dim = shapes['pos_embed'][-1]
-    depth = 1 + max(int(k.split('.')[1]) for k in shapes if k.startswith('blocks.'))
-    reattention = [i for i in range(depth) if f'blocks.{i}.attn.reatten_matrix.weight' in shapes]
-    if reattention != list(range(depth - len(reattention), depth)):
-        raise ValueError(f'DeepViT: re-attention in blocks {reattention}; the official models re-attend in the last '
-                         f'blocks only')
-    named = DeepViT.arch_zoo.get(variant.lower(), {})
-    heads = shapes[f'blocks.{reattention[0]}.attn.reatten_matrix.weight'][0] if reattention else \
-        named.get('num_heads', 12)
-    return dict(embed_dims=dim, depth=depth, num_heads=heads, num_reattention_blocks=len(reattention),
-                mlp_ratio=shapes['blocks.0.mlp.fc1.weight'][0] / dim, qkv_bias='blocks.0.attn.qkv.bias' in shapes,
-                norm_eps=1e-6, cnn_stem='patch_embed.conv1.weight' in shapes,
-                transform_scale=named.get('transform_scale', False),
-                scale_adjustment=named.get('scale_adjustment', 1.0))
-
-
-@register_parity_adapter('deepvit')
-def _parity_adapter(fixture: dict) -> ParityAdapter:
-    """Any official DeepViT fixture: variant from the key shapes and the variant name, position grid from its
-    length. Every block global (the official computation; at the pretraining size windows change nothing either).
-
-    Outputs: ``block{i}`` (block i's tokens, cls dropped, (B, D, gh, gw)), ``norm`` (final LayerNorm, same layout).
-    """
-    shapes = {key: tuple(shape) for key, shape, _ in fixture['keys']}
-    arch = arch_from_official_keys(shapes, str(fixture.get('variant', '')))
-    grid = math.isqrt(shapes['pos_embed'][1] - 1)
-    block_ids = sorted(int(name[5:]) for name in fixture['outputs'] if name.startswith('block'))
-
-    def build() -> nn.Module:
-        return DeepViT(arch=arch, pretrain_img_size=grid * PATCH_SIZE, window_block_indexes=())
-
-    def outputs(model: nn.Module, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return block_and_norm_maps(model, x, block_ids)
-
-    return ParityAdapter(build=build, outputs=outputs)
-
-
-def block_and_norm_maps(model: DeepViT, x: torch.Tensor, block_ids: Sequence[int]) -> Dict[str, torch.Tensor]:
-    """Run the model on ``x``; the tokens after blocks ``block_ids`` (``block{i}``) and after the final norm
-    (``norm``) as (B, D, gh, gw) maps, cls dropped (the layout of the official fixtures' outputs)."""
-    captured: Dict[str, torch.Tensor] = {}
-    modules = {f'block{i}': model.blocks[i] for i in block_ids}
-    modules['norm'] = model.norm
-    hooks = [module.register_forward_hook(lambda _m, _i, out, name=name: captured.__setitem__(name, out))
-             for name, module in modules.items()]
-    try:
-        model(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    gh, gw = -(-x.shape[-2] // PATCH_SIZE), -(-x.shape[-1] // PATCH_SIZE)
-    return {name: tokens_to_map(t[:, 1:], (gh, gw)) for name, t in captured.items()}
+    @staticmethod
+    def convert_checkpoint(state_dict: StateDict) -> StateDict:
+        """The official keys are the module's own; the classifier ``head`` is dropped. Idempotent."""
+        return {k: v for k, v in state_dict.items() if not k.startswith(('head.', 'head_drop.'))}

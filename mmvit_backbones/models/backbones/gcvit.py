@@ -52,12 +52,17 @@ import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
 
 from ...checkpoint import StateDict
-from ...testing.parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import (Mlp, SizeCache, attention, channels_last_conv_weights, init_linear_and_layernorm,
-                      resize_relative_position_table)
+from ..layers import (
+    Mlp,
+    SizeCache,
+    attention,
+    channels_last_conv_weights,
+    init_linear_and_layernorm,
+    resize_relative_position_table,
+)
 from ..layers.traceable import ceil_div, is_exporting, repeated_max_pool, size_min, traced_interpolate
-from .base import PyramidBackbone
+from .base import OfficialWeights, PyramidBackbone
 
 QUERY_RESIZE_MODES = ('bicubic', 'bilinear', 'nearest', 'area', 'adaptive_max')
 # Most extra global-query pools an ONNX export can apply (a query map up to 2**9 windows wide, far beyond any image).
@@ -320,22 +325,8 @@ class GCViTLevel(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------------ backbone
-def _variant(embed_dims: int, depths, num_heads, mlp_ratio: float, layer_scale: Optional[float] = None,
-             window_size=(7, 7, 14, 7), resolution: int = 224) -> dict:
-    return dict(embed_dims=embed_dims, depths=list(depths), num_heads=list(num_heads), mlp_ratio=mlp_ratio,
-                layer_scale=layer_scale, window_size=list(window_size), resolution=resolution)
-
-
-_XXT = _variant(64, (2, 2, 6, 2), (2, 4, 8, 16), 3)
-_XT = _variant(64, (3, 4, 6, 5), (2, 4, 8, 16), 3)
-_T = _variant(64, (3, 4, 19, 5), (2, 4, 8, 16), 3)
-_T2 = _variant(64, (3, 4, 29, 5), (2, 4, 8, 16), 3)
-_S = _variant(96, (3, 4, 19, 5), (3, 6, 12, 24), 2, 1e-5)
-_S2 = _variant(96, (3, 4, 23, 5), (3, 6, 12, 24), 3, 1e-5)
-_B = _variant(128, (3, 4, 19, 5), (4, 8, 16, 32), 2, 1e-5)
-_L = _variant(192, (3, 4, 19, 5), (6, 12, 24, 48), 2, 1e-5)
-_L384 = _variant(192, (3, 4, 19, 5), (6, 12, 24, 48), 2, 1e-5, (12, 12, 24, 12), 384)
-_L512 = _variant(192, (3, 4, 19, 5), (6, 12, 24, 48), 2, 1e-5, (16, 16, 32, 16), 512)
+_HUB = 'https://huggingface.co/nvidia/GCViT/resolve/main/'
+_NC = 'CC-BY-NC-SA-4.0'
 
 
 @register_model
@@ -359,16 +350,38 @@ class GCViT(PyramidBackbone):
     """
 
     arch_zoo = {
-        **dict.fromkeys(('xxt', 'xxtiny'), _XXT), **dict.fromkeys(('xt', 'xtiny'), _XT),
-        **dict.fromkeys(('t', 'tiny'), _T), **dict.fromkeys(('t2', 'tiny2'), _T2),
-        **dict.fromkeys(('s', 'small'), _S), **dict.fromkeys(('s2', 'small2'), _S2),
-        **dict.fromkeys(('b', 'base'), _B), **dict.fromkeys(('l', 'large'), _L),
-        **dict.fromkeys(('l-384', 'large-384'), _L384), **dict.fromkeys(('l-512', 'large-512'), _L512),
+        'xxt': dict(embed_dims=64, depths=(2, 2, 6, 2), num_heads=(2, 4, 8, 16), mlp_ratio=3),
+        'xt': dict(embed_dims=64, depths=(3, 4, 6, 5), num_heads=(2, 4, 8, 16), mlp_ratio=3),
+        't': dict(embed_dims=64, depths=(3, 4, 19, 5), num_heads=(2, 4, 8, 16), mlp_ratio=3),
+        't2': dict(embed_dims=64, depths=(3, 4, 29, 5), num_heads=(2, 4, 8, 16), mlp_ratio=3),
+        's': dict(embed_dims=96, depths=(3, 4, 19, 5), num_heads=(3, 6, 12, 24), mlp_ratio=2, layer_scale=1e-5),
+        's2': dict(embed_dims=96, depths=(3, 4, 23, 5), num_heads=(3, 6, 12, 24), mlp_ratio=3, layer_scale=1e-5),
+        'b': dict(embed_dims=128, depths=(3, 4, 19, 5), num_heads=(4, 8, 16, 32), mlp_ratio=2, layer_scale=1e-5),
+        'l': dict(embed_dims=192, depths=(3, 4, 19, 5), num_heads=(6, 12, 24, 48), mlp_ratio=2, layer_scale=1e-5),
+        'l-384': dict(embed_dims=192, depths=(3, 4, 19, 5), num_heads=(6, 12, 24, 48), mlp_ratio=2, layer_scale=1e-5,
+                      window_size=(12, 12, 24, 12), resolution=384),
+        'l-512': dict(embed_dims=192, depths=(3, 4, 19, 5), num_heads=(6, 12, 24, 48), mlp_ratio=2, layer_scale=1e-5,
+                      window_size=(16, 16, 32, 16), resolution=512),
     }
+    arch_aliases = {'xxtiny': 'xxt', 'xtiny': 'xt', 'tiny': 't', 'tiny2': 't2', 'small': 's', 'small2': 's2',
+                    'base': 'b', 'large': 'l', 'large-384': 'l-384', 'large-512': 'l-512'}
     essential_keys = ('embed_dims', 'depths', 'num_heads', 'mlp_ratio')
-    weights_hint = ('official ImageNet weights: https://huggingface.co/nvidia/GCViT/resolve/main/'
-                    'gcvit_1k_<xxtiny|xtiny|tiny|tiny2|small|small2|base|large>.pth.tar (ImageNet-21k: '
-                    'gcvit_21k_large_<384|512>.pth.tar); listed in NVlabs/GCVit README / models/gc_vit.py')
+    arch_defaults = dict(layer_scale=None, window_size=(7, 7, 14, 7), resolution=224)
+    official_weights = {
+        'xxt': OfficialWeights('xxt', _HUB + 'gcvit_1k_xxtiny.pth.tar', _NC, 79.9),
+        'xt': OfficialWeights('xt', _HUB + 'gcvit_1k_xtiny.pth.tar', _NC, 82.0),
+        't': OfficialWeights('t', _HUB + 'gcvit_1k_tiny.pth.tar', _NC, 83.5),
+        't2': OfficialWeights('t2', _HUB + 'gcvit_1k_tiny2.pth.tar', _NC, 83.7),
+        's': OfficialWeights('s', _HUB + 'gcvit_1k_small.pth.tar', _NC, 84.3),
+        's2': OfficialWeights('s2', _HUB + 'gcvit_1k_small2.pth.tar', _NC, 84.8),
+        'b': OfficialWeights('b', _HUB + 'gcvit_1k_base.pth.tar', _NC, 85.0),
+        'l': OfficialWeights('l', _HUB + 'gcvit_1k_large.pth.tar', _NC, 85.7),
+        'l_384': OfficialWeights('l-384', _HUB + 'gcvit_21k_large_384.pth.tar', _NC, 87.4, input_size=384,
+                                 note='ImageNet-21k pretrained, fine-tuned on ImageNet-1k'),
+        'l_512': OfficialWeights('l-512', _HUB + 'gcvit_21k_large_512.pth.tar', _NC, 87.6, input_size=512,
+                                 note='ImageNet-21k pretrained, fine-tuned on ImageNet-1k'),
+    }
+    weights_note = 'Listed in the NVlabs/GCVit README; non-commercial licence.'
     new_param_prefixes = ('norm0.', 'norm1.', 'norm2.', 'norm3.')
 
     def __init__(self, arch: Union[str, dict] = 't', in_channels: int = 3,
@@ -384,8 +397,7 @@ class GCViT(PyramidBackbone):
         if query_resize_mode not in QUERY_RESIZE_MODES:
             raise ValueError(f'GCViT: query_resize_mode must be one of {QUERY_RESIZE_MODES}, got '
                              f'{query_resize_mode!r}')
-        if not 0 <= drop_path_rate < 1:
-            raise ValueError(f'GCViT: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        self.check_drop_path_rate(drop_path_rate)
         self.num_layers = sum(depths)
         self.out_channels = tuple(dim * 2 ** i for i in range(4))
         # pooling FeatExtracts per level, as in the checkpoint (3/2/0/0 at 224 with windows 7/7/14/7)
@@ -398,7 +410,7 @@ class GCViT(PyramidBackbone):
             first = sum(depths[:i])
             self.levels.append(GCViTLevel(
                 self.out_channels[i], depths[i], heads[i], self.windows[i], self.query_pools[i], s['mlp_ratio'],
-                dpr[first:first + depths[i]], s.get('layer_scale'), downsample=i < 3,
+                dpr[first:first + depths[i]], s['layer_scale'], downsample=i < 3,
                 query_resize_mode=query_resize_mode, adaptive_query_pool=adaptive_query_pool))
         for i in self.out_indices:  # new per-output norms (official detector's names)
             self.add_module(f'norm{i}', nn.LayerNorm(self.out_channels[i]))
@@ -428,11 +440,11 @@ class GCViT(PyramidBackbone):
                 raise ValueError(f'GCViT: level {i} has {dim * 2 ** i} channels, not divisible by num_heads {h!r}')
         if not s['mlp_ratio'] > 0:
             raise ValueError(f"GCViT: mlp_ratio must be > 0, got {s['mlp_ratio']!r}")
-        layer_scale = s.get('layer_scale')
+        layer_scale = s['layer_scale']
         if layer_scale is not None and not isinstance(layer_scale, (int, float)):
             raise ValueError(f'GCViT: layer_scale must be None or a number, got {layer_scale!r}')
-        windows = cls._as_windows(s.get('window_size', (7, 7, 14, 7)), "arch['window_size']")
-        resolution = s.get('resolution', 224)
+        windows = cls._as_windows(s['window_size'], "arch['window_size']")
+        resolution = s['resolution']
         if not isinstance(resolution, int) or resolution < 32:
             raise ValueError(f"GCViT: arch['resolution'] (pretraining size) must be an int >= 32, got "
                              f'{resolution!r}')
@@ -446,12 +458,9 @@ class GCViT(PyramidBackbone):
             trunc_normal_(m.relative_position_bias_table, std=.02)
 
     # ------------------------------------------------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        self.check_input(x)
-        if x.shape[0] == 0:
-            return self.empty_outputs(x)
+    def forward_pyramid(self, x: torch.Tensor) -> List[torch.Tensor]:
         maps = self.forward_levels(x)
-        return tuple(getattr(self, f'norm{i}')(maps[i]).permute(0, 3, 1, 2).contiguous() for i in self.out_indices)
+        return [getattr(self, f'norm{i}')(maps[i]).permute(0, 3, 1, 2).contiguous() for i in self.out_indices]
 
     def forward_levels(self, x: torch.Tensor) -> Dict[int, torch.Tensor]:
         """Each needed level after its blocks, before its downsampler, without the new norms: (B, h_i, w_i, C_i)."""
@@ -494,49 +503,3 @@ class GCViT(PyramidBackbone):
         Relative-position tables of another window are resized when they load. Idempotent."""
         return {k: v for k, v in state_dict.items()
                 if not k.startswith(('head.', 'norm.')) and not k.endswith('relative_position_index')}
-
-
-# ------------------------------------------------------------------------------------------------------- parity
-def arch_from_official_keys(shapes: Dict[str, Sequence[int]], resolution: Optional[int] = None) -> dict:
-    """Hyper-parameters of an official GC ViT from its state-dict shapes: dims from the stem, depths from the block
-    indices, heads and pretraining windows from the relative-position tables, MLP ratio from ``fc1``, layer scale
-    from ``gamma1``; the pretraining resolution from the level-0 query generator (its pooling steps take
-    ``resolution / 4`` to the window) unless given."""
-    dim = int(shapes['patch_embed.proj.weight'][0])
-    depths, heads, windows, n_gen = [], [], [], []
-    for i in range(4):
-        prefix = f'levels.{i}.'
-        blocks = {int(k.split('.')[3]) for k in shapes if k.startswith(prefix + 'blocks.')}
-        depths.append(max(blocks) + 1)
-        rows, num_heads = shapes[prefix + 'blocks.0.attn.relative_position_bias_table']
-        heads.append(int(num_heads))
-        windows.append((math.isqrt(int(rows)) + 1) // 2)
-        n_gen.append(len({k.split('.')[4] for k in shapes if k.startswith(prefix + 'q_global_gen.to_q_global.')}))
-    if resolution is None:
-        resolution = 4 * windows[0] * 2 ** n_gen[0]
-    arch = dict(embed_dims=dim, depths=depths, num_heads=heads,
-                mlp_ratio=shapes['levels.0.blocks.0.mlp.fc1.weight'][0] / dim,
-                layer_scale=1e-5 if 'levels.0.blocks.0.gamma1' in shapes else None,
-                window_size=windows, resolution=int(resolution))
-    expected = [max(num_query_pools(resolution // 2 ** (i + 2), windows[i]), 1) for i in range(4)]
-    if expected != n_gen:
-        raise ValueError(f'GC ViT checkpoint has {n_gen} FeatExtract modules per level, but resolution {resolution} '
-                         f'with windows {windows} gives {expected}')
-    return arch
-
-
-@register_parity_adapter('gcvit')
-def _parity_adapter(fixture: dict) -> ParityAdapter:
-    shapes = {k: tuple(shape) for k, shape, _ in fixture['keys']}
-    h, w = fixture['input_hw']
-    # the official classifier only runs at its pretraining resolution, so a square input gives it directly
-    arch = arch_from_official_keys(shapes, resolution=h if h == w else None)
-
-    def build() -> GCViT:
-        return GCViT(arch=arch, drop_path_rate=0.0)
-
-    def outputs(model: GCViT, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        maps = model.forward_levels(x)  # before the new per-output norms, as the fixture's outputs
-        return {f'stage{i}': m.permute(0, 3, 1, 2).contiguous() for i, m in maps.items()}
-
-    return ParityAdapter(build=build, outputs=outputs)

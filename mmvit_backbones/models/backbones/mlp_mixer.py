@@ -29,28 +29,20 @@ Checkpoints: the official Flax ``.npz`` files (flattened parameter tree, ``stem/
 module's). A checkpoint made for another token grid (e.g. fine-tuned at 384: 24 x 24 tokens) is refused with the
 fix: build the model with that ``pretrain_img_size``, and the windows are that grid.
 """
-import math
 import re
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.layers import DropPath
 
-from ...checkpoint import CheckpointError, StateDict
-from ...testing.parity import ParityAdapter, register_parity_adapter
+from ...checkpoint import StateDict
 from ...registry import register_model
-from ..layers import TOKEN_MIXING_MODES, Mlp, PatchConv2d, SimpleFeaturePyramid, init_linear_and_layernorm, mix_tokens
-from ..layers.traceable import ceil_div, is_exporting, pad_to_multiple
-from .base import PyramidBackbone
+from ..layers import Mlp, Size2d, init_linear_and_layernorm, mix_tokens
+from .base import HALF, OfficialWeights
+from .single_scale import AllMlpBackbone
 
-Size2d = Tuple[int, int]
 GELU_APPROXIMATIONS = ('tanh', 'none')
-
-
-def _pair(size: Union[int, Sequence[int]]) -> Size2d:
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
 class TokenMlp(nn.Module):
@@ -90,125 +82,7 @@ class MixerBlock(nn.Module):
         return x + self.drop_path(self.mlp_channels(self.norm2(x)))
 
 
-class AllMlpBackbone(PyramidBackbone):
-    """What MLP-Mixer and ResMLP share: patch stem, token-mixing blocks on the (B, gh, gw, C) grid, final norm,
-    simple feature pyramid from the token map, stages, layer depth, the token-grid check of checkpoints.
-
-    Subclasses build ``self.blocks`` (each ``block(x)`` on a (B, gh, gw, C) grid) and ``self.norm`` in their
-    ``__init__`` after calling :meth:`_build_common`, and name in ``token_weight_name`` the block parameter whose
-    first dimension is the number of tokens (for the grid check of checkpoints).
-    """
-
-    new_param_prefixes = ('pyramid.', )
-    token_weight_name = ''  # a block's parameter with one row per token of the pretraining grid
-
-    def _build_common(self, dim: int, depth: int, patch_size: int, pretrain_img_size: Union[int, Sequence[int]],
-                      token_mixing: str) -> None:
-        name = type(self).__name__
-        if patch_size not in (8, 16, 32):
-            raise ValueError(f'{name}: patch_size must be 8, 16 or 32 (the published models), got {patch_size!r}')
-        if dim <= 0 or depth <= 0 or dim % 4:
-            raise ValueError(f'{name}: embed_dims ({dim}) must be a positive multiple of 4 (pyramid widths D/4, D/2) '
-                             f'and depth ({depth}) positive')
-        pretrain_hw = _pair(pretrain_img_size)
-        if min(pretrain_hw) < patch_size:
-            raise ValueError(f'{name}: pretrain_img_size must be >= patch_size {patch_size}, got {pretrain_img_size!r}')
-        if token_mixing not in TOKEN_MIXING_MODES:
-            raise ValueError(f'{name}: token_mixing must be one of {TOKEN_MIXING_MODES}, got {token_mixing!r}')
-        self.embed_dims, self.depth, self.patch_size = dim, depth, patch_size
-        self.token_mixing = token_mixing
-        # the token grid of the pretraining image = the window of the token operator
-        self.pretrain_grid: Size2d = (pretrain_hw[0] // patch_size, pretrain_hw[1] // patch_size)
-        self.num_layers = depth
-        self.stem = nn.Module()
-        self.stem.proj = PatchConv2d(self.in_channels, dim, patch_size)
-        # patch 8: the pyramid starts from the native stride-8 map; patch 32 is repeated to stride 16 in forward
-        self.pyramid = SimpleFeaturePyramid(dim, levels=self.out_indices,  # branches of returned levels only
-                                            in_stride=8 if patch_size == 8 else 16)
-        self.out_channels: Tuple[int, ...] = self.pyramid.out_channels
-        self.register_load_state_dict_pre_hook(self._check_token_grid_on_load)
-
-    # ------------------------------------------------------------------------------------------------------ forward
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> token grid (B, ceil(H/p), ceil(W/p), D); the image is zero-padded to whole patches."""
-        p = self.patch_size
-        pad_h, pad_w = pad_to_multiple(x.shape[-2], p), pad_to_multiple(x.shape[-1], p)
-        if is_exporting() or pad_h or pad_w:  # (a traced size always pads, possibly by 0)
-            x = F.pad(x, (0, pad_w, 0, pad_h))
-        return self.stem.proj(x).permute(0, 2, 3, 1).contiguous()
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        self.check_input(x)
-        if x.shape[0] == 0:
-            return self.empty_outputs(x)
-        h, w = x.shape[-2:]
-        tokens = self.embed(x)
-        for block in self.blocks:
-            tokens = self.checkpoint(block, tokens)
-        if self.norm is not None:
-            tokens = self.norm(tokens)
-        feature = tokens.permute(0, 3, 1, 2)  # (B, D, gh, gw) at stride p
-        if self.patch_size == 32:  # stride 32 -> 16 by repetition: level 3 (2x2 max-pool) is the native map
-            feature = F.interpolate(feature, scale_factor=2.0, mode='nearest')
-        outs = self.pyramid(feature.contiguous(), levels=self.out_indices)
-        # the grid was padded to whole patches: crop each level to ceil(size / stride)
-        return tuple(out[..., :ceil_div(h, 2 ** (level + 2)), :ceil_div(w, 2 ** (level + 2))]
-                     for level, out in zip(self.out_indices, outs))
-
-    # ----------------------------------------------------------------------------------------------------- training
-    def stage_blocks(self, stage: int) -> range:
-        """Blocks of stage ``stage`` (1..4): consecutive quarters of the blocks."""
-        n = len(self.blocks)
-        return range(round(n * (stage - 1) / 4), round(n * stage / 4))
-
-    def frozen_modules(self, frozen_stages: int) -> Iterable[nn.Module]:
-        modules: List[nn.Module] = [self.stem]
-        for stage in range(1, frozen_stages + 1):
-            modules += [self.blocks[i] for i in self.stage_blocks(stage)]
-        if frozen_stages == self.num_stages and self.norm is not None:
-            modules.append(self.norm)
-        return modules
-
-    def layer_depth(self, name: str) -> int:
-        if name.startswith('stem.'):
-            return 0
-        match = re.match(r'blocks\.(\d+)\.', name)
-        if match:
-            return int(match.group(1)) + 1
-        return self.num_layers + 1
-
-    # -------------------------------------------------------------------------------------------------- checkpoints
-    @staticmethod
-    def _check_token_grid_on_load(module: 'AllMlpBackbone', state_dict: dict, prefix: str, *args) -> None:
-        """Say what a checkpoint with other token-mixing shapes was made for and how to build the matching model:
-        another patch size is another variant (its token count says nothing about the image size); the same patch
-        with another token count is another pretraining grid (e.g. fine-tuned at 384)."""
-        name = type(module).__name__
-        stem = state_dict.get(f'{prefix}stem.proj.weight')
-        if stem is not None and stem.dim() == 4 and tuple(stem.shape[-2:]) != (module.patch_size, ) * 2:
-            patch = stem.shape[-1]
-            archs = [arch for arch, s in module.arch_zoo.items()
-                     if s['patch_size'] == patch and s['embed_dims'] == stem.shape[0]]
-            choice = f'arch={archs[0]!r}' if archs else f'an arch with patch_size={patch}'
-            raise CheckpointError(
-                f'{name}: the checkpoint is for patch {patch} (stem kernel {patch}x{patch}) but the model has patch '
-                f'{module.patch_size}: build the backbone with the checkpoint\'s variant ({choice}).')
-        key = f'{prefix}blocks.0.{module.token_weight_name}'
-        if key not in state_dict:
-            return
-        tokens = state_dict[key].shape[0]
-        gh, gw = module.pretrain_grid
-        if tokens == gh * gw:
-            return
-        side = math.isqrt(tokens)
-        grid = f'{side}x{side} tokens, i.e. pretrain_img_size={side * module.patch_size}' if side * side == tokens \
-            else f'{tokens} tokens'
-        raise CheckpointError(
-            f'{name}: the checkpoint\'s token-mixing weights are for {grid} (patch '
-            f'{module.patch_size}), but the model was built for a {gh}x{gw} grid (pretrain_img_size='
-            f'{(gh * module.patch_size, gw * module.patch_size)}). Build the backbone with the checkpoint\'s '
-            f'pretrain_img_size: its token grid becomes the window of the any-size token mixing, so the weights keep '
-            f'their meaning.')
+_GCS = 'https://storage.googleapis.com/mixer_models/'
 
 
 @register_model
@@ -229,18 +103,28 @@ class MLPMixer(AllMlpBackbone):
     """
 
     arch_zoo = {
-        **{f'{size}{patch}': dict(embed_dims=dim, depth=depth, tokens_mlp_dims=tokens, channels_mlp_dims=channels,
-                                  patch_size=patch)
-           for size, (dim, depth, tokens, channels) in dict(s=(512, 8, 256, 2048), b=(768, 12, 384, 3072),
-                                                             l=(1024, 24, 512, 4096)).items()
-           for patch in (16, 32)},
+        's16': dict(embed_dims=512, depth=8, tokens_mlp_dims=256, channels_mlp_dims=2048, patch_size=16),
+        's32': dict(embed_dims=512, depth=8, tokens_mlp_dims=256, channels_mlp_dims=2048, patch_size=32),
+        'b16': dict(embed_dims=768, depth=12, tokens_mlp_dims=384, channels_mlp_dims=3072, patch_size=16),
+        'b32': dict(embed_dims=768, depth=12, tokens_mlp_dims=384, channels_mlp_dims=3072, patch_size=32),
+        'l16': dict(embed_dims=1024, depth=24, tokens_mlp_dims=512, channels_mlp_dims=4096, patch_size=16),
+        'l32': dict(embed_dims=1024, depth=24, tokens_mlp_dims=512, channels_mlp_dims=4096, patch_size=32),
     }
     essential_keys = ('embed_dims', 'depth', 'tokens_mlp_dims', 'channels_mlp_dims', 'patch_size')
-    weights_hint = ('official Flax files gs://mixer_models/imagenet1k/Mixer-B_16.npz and Mixer-L_16.npz (ImageNet-1k) '
-                    'and gs://mixer_models/imagenet21k/Mixer-{B,L}_16.npz, over HTTP as '
-                    'https://storage.googleapis.com/mixer_models/imagenet21k/Mixer-B_16.npz (google-research/'
-                    'vision_transformer README), or timm\'s converted https://github.com/rwightman/'
-                    'pytorch-image-models/releases/download/v0.1-vitjx/jx_mixer_b16_224-76587d61.pth')
+    arch_defaults = dict(norm_eps=1e-6)
+    official_weights = {
+        'b16': OfficialWeights('b16', _GCS + 'imagenet1k/Mixer-B_16.npz', 'Apache-2.0', 76.62, mean=HALF, std=HALF,
+                               note="top-1 of timm's re-evaluation"),
+        'l16': OfficialWeights('l16', _GCS + 'imagenet1k/Mixer-L_16.npz', 'Apache-2.0', 72.08, mean=HALF, std=HALF,
+                               note="top-1 of timm's re-evaluation"),
+        'b16_21k': OfficialWeights('b16', _GCS + 'imagenet21k/Mixer-B_16.npz', 'Apache-2.0', mean=HALF, std=HALF,
+                                   note='ImageNet-21k classifier'),
+        'l16_21k': OfficialWeights('l16', _GCS + 'imagenet21k/Mixer-L_16.npz', 'Apache-2.0', mean=HALF, std=HALF,
+                                   note='ImageNet-21k classifier'),
+    }
+    weights_note = ('Flax .npz files as published (google-research/vision_transformer README), or timm\'s '
+                    'converted https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-vitjx/'
+                    'jx_mixer_b16_224-76587d61.pth.')
     token_weight_name = 'mlp_tokens.fc2.weight'  # (N, tokens_mlp_dims)
 
     def __init__(self, arch: Union[str, dict] = 'b16', in_channels: int = 3,
@@ -259,10 +143,9 @@ class MLPMixer(AllMlpBackbone):
         if gelu_approximate not in GELU_APPROXIMATIONS:
             raise ValueError(f'MLPMixer: gelu_approximate must be one of {GELU_APPROXIMATIONS} (\'tanh\': the '
                              f'official Flax GELU), got {gelu_approximate!r}')
-        if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f'MLPMixer: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        self.check_drop_path_rate(drop_path_rate)
         self._build_common(dim, depth, int(s['patch_size']), pretrain_img_size, token_mixing)
-        norm_eps = float(s.get('norm_eps', 1e-6))
+        norm_eps = float(s['norm_eps'])
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear, as torch.linspace
         self.blocks = nn.ModuleList([
             MixerBlock(dim, self.pretrain_grid, tokens_dim, channels_dim, token_mixing, shifted=i % 2 == 1,
@@ -305,72 +188,3 @@ class MLPMixer(AllMlpBackbone):
                 key = key[:-len('scale')] + 'weight'
             converted[key] = value.contiguous()
         return converted
-
-
-# ------------------------------------------------------------------------------------------------------------ parity
-def flax_same_padding(size: int, patch: int) -> Tuple[int, int]:
-    """Flax ``nn.Conv(padding='SAME')`` with kernel = stride = patch: (before, after) padding of one axis."""
-    total = math.ceil(size / patch) * patch - size
-    return total // 2, total - total // 2
-
-
-def pretrain_grid_for(num_tokens: int, input_grid: Size2d, what: str) -> Size2d:
-    """The token grid of an official model built for ``num_tokens``: the fixture input's grid when the counts match
-    (models are initialised at their input size), else the square grid."""
-    side = math.isqrt(num_tokens)
-    if input_grid[0] * input_grid[1] == num_tokens:
-        return tuple(input_grid)
-    if side * side == num_tokens:
-        return side, side
-    raise ValueError(f'{what}: {num_tokens} tokens match neither the input grid {input_grid} nor a square grid')
-
-
-def capture_outputs(model: AllMlpBackbone, x: torch.Tensor, block_ids: Sequence[int],
-                    stem: bool) -> Dict[str, torch.Tensor]:
-    """Run ``model`` and return its stem/block/norm maps as NCHW (the parity fixtures' layout)."""
-    captured: Dict[str, torch.Tensor] = {}
-
-    def keep(name: str) -> Callable:
-        return lambda _m, _i, out: captured.__setitem__(name, out if out.dim() == 4 and name == 'stem'
-                                                        else out.permute(0, 3, 1, 2))
-
-    hooks = [model.blocks[i].register_forward_hook(keep(f'block{i}')) for i in block_ids]
-    hooks.append(model.norm.register_forward_hook(keep('norm')))
-    if stem:
-        hooks.append(model.stem.proj.register_forward_hook(keep('stem')))
-    try:
-        model(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return captured
-
-
-def block_ids_of(fixture: dict) -> List[int]:
-    return sorted(int(m.group(1)) for m in (re.fullmatch(r'block(\d+)', k) for k in fixture['outputs']) if m)
-
-
-@register_parity_adapter('mlp_mixer')
-def _parity_adapter(fixture: dict) -> ParityAdapter:
-    """Any official Flax Mixer fixture: variant from the Flax key shapes, token grid from the token MLP (the input's
-    grid when the counts match), input padded as Flax's ``SAME`` stem pads it. Outputs ``stem``, ``block{i}``,
-    ``norm`` (NCHW); ``logits`` belong to the dropped head."""
-    shapes = {key: tuple(shape) for key, shape, _ in fixture['keys']}
-    patch, _, in_channels, dim = shapes['stem/kernel']
-    depth = 1 + max(int(m.group(1)) for m in (re.match(r'MixerBlock_(\d+)/', k) for k in shapes) if m)
-    num_tokens, tokens_dim = shapes['MixerBlock_0/token_mixing/Dense_0/kernel']
-    channels_dim = shapes['MixerBlock_0/channel_mixing/Dense_0/kernel'][1]
-    h, w = fixture['input_hw']
-    grid = pretrain_grid_for(num_tokens, (math.ceil(h / patch), math.ceil(w / patch)), 'MLP-Mixer fixture')
-    arch = dict(embed_dims=dim, depth=depth, tokens_mlp_dims=tokens_dim, channels_mlp_dims=channels_dim,
-                patch_size=patch)
-
-    def build() -> MLPMixer:
-        return MLPMixer(arch=arch, in_channels=in_channels, pretrain_img_size=(grid[0] * patch, grid[1] * patch))
-
-    def outputs(model: MLPMixer, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        (top, bottom), (left, right) = (flax_same_padding(s, patch) for s in x.shape[-2:])
-        x = F.pad(x, (left, right, top, bottom))
-        return capture_outputs(model, x, block_ids_of(fixture), stem=True)
-
-    return ParityAdapter(build, outputs)

@@ -34,30 +34,21 @@ Checkpoints (all through :meth:`convert_checkpoint`): DINO backbone files (flat,
 checkpoints (``{'student', 'teacher', ...}``: the teacher is taken, its ``backbone.`` sub-tree kept), DeiT/timm ViT
 checkpoints of the same shape (``model`` wrapper, classifier head and distillation token dropped).
 """
-import math
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
 
-from ...testing.parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import (PatchConv2d, SimpleFeaturePyramid, SizeCache, ViTBlock, init_linear_and_layernorm,
-                      resize_grid_embed, tokens_to_map)
-from ..layers.traceable import ceil_div, is_exporting, pad_to_multiple
-from .base import PyramidBackbone
+from ..layers import PatchConv2d, SimpleFeaturePyramid, Size2d, ViTBlock, init_linear_and_layernorm
+from .base import OfficialWeights
+from .single_scale import POS_EMBED_INTERP_MODES, SingleScaleBackbone
 
-Size2d = Tuple[int, int]
-
-# Checkpoint entries of the classification/DINO heads that a backbone never uses.
+_DINO = 'https://dl.fbaipublicfiles.com/dino/'
+# checkpoint entries of the classification/DINO heads that a backbone never uses
 _HEAD_PREFIXES = ('head.', 'head_dist.', 'fc_norm.', 'pre_logits.', 'head_drop.')
-_POS_INTERP_MODES = ('dino', 'bicubic')
-
-
-def _is_square(n: int) -> bool:
-    return n > 0 and math.isqrt(n) ** 2 == n
 
 
 class PatchEmbed(nn.Module):
@@ -72,29 +63,8 @@ class PatchEmbed(nn.Module):
         return self.proj(x)  # (B, D, H/p, W/p)
 
 
-def _resize_pos_embed_pre_hook(module: 'PlainViT', state_dict: dict, prefix: str, *args) -> None:
-    """Load-time: a checkpoint made at another resolution than the model was built for is resized to the model's
-    pretraining grid (cls position kept) with the model's interpolation rule."""
-    key = prefix + 'pos_embed'
-    if key not in state_dict:
-        return
-    pos = state_dict[key]
-    if pos.dim() != 3 or tuple(pos.shape) == tuple(module.pos_embed.shape) or pos.shape[-1] != module.embed_dims:
-        return  # same shape, or another model's tensor: load_state_dict reports the mismatch
-    n = pos.shape[1]
-    if _is_square(n - 1):
-        extra = 1
-    elif _is_square(n):  # a table without a cls position (e.g. ViTDet/MAE-style exports): use a zero cls position
-        pos, extra = torch.cat([pos.new_zeros(1, 1, pos.shape[-1]), pos], dim=1), 1
-    else:
-        raise ValueError(f'{type(module).__name__}: checkpoint pos_embed {tuple(pos.shape)} is not a square grid '
-                         f'(+ cls token); cannot resize it to {tuple(module.pos_embed.shape)}')
-    src = math.isqrt(pos.shape[1] - extra)
-    state_dict[key] = module.resize_pos_embed(pos, (src, src), module.pretrain_grid)
-
-
 @register_model
-class PlainViT(PyramidBackbone):
+class PlainViT(SingleScaleBackbone):
     """DINO's plain ViT with ViTDet's simple feature pyramid (strides 4/8/16/32).
 
     Args:
@@ -115,17 +85,27 @@ class PlainViT(PyramidBackbone):
     """
 
     arch_zoo = {
-        **dict.fromkeys(['ti', 'tiny', 'vit-ti', 'vit_tiny'], dict(embed_dims=192, depth=12, num_heads=3)),
-        **dict.fromkeys(['s', 'small', 'vit-s', 'vit_small'], dict(embed_dims=384, depth=12, num_heads=6)),
-        **dict.fromkeys(['b', 'base', 'vit-b', 'vit_base'], dict(embed_dims=768, depth=12, num_heads=12)),
+        'ti': dict(embed_dims=192, depth=12, num_heads=3),
+        's': dict(embed_dims=384, depth=12, num_heads=6),
+        'b': dict(embed_dims=768, depth=12, num_heads=12),
     }
+    arch_aliases = {'tiny': 'ti', 'vit-ti': 'ti', 'vit_tiny': 'ti', 'small': 's', 'vit-s': 's', 'vit_small': 's',
+                    'base': 'b', 'vit-b': 'b', 'vit_base': 'b'}
     essential_keys = ('embed_dims', 'depth', 'num_heads')
-    weights_hint = ('DINO backbone weights, e.g. ViT-S/16 '
-                    'https://dl.fbaipublicfiles.com/dino/dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth '
-                    '(ViT-S/8: dino_deitsmall8_pretrain, ViT-B/16: dino_vitbase16_pretrain, ViT-B/8: '
-                    'dino_vitbase8_pretrain, same URL pattern; facebookresearch/dino README). DINO full checkpoints '
-                    '(*_full_checkpoint.pth, teacher used) and DeiT/timm ViT files of the same shape load too.')
-    new_param_prefixes = ('pyramid.', )
+    arch_defaults = dict(mlp_ratio=4.0, qkv_bias=True, norm_eps=1e-6)
+    official_weights = {
+        's16': OfficialWeights('s', _DINO + 'dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth', 'Apache-2.0',
+                               77.0, note='self-supervised; top-1 of the linear probe'),
+        's8': OfficialWeights('s', _DINO + 'dino_deitsmall8_pretrain/dino_deitsmall8_pretrain.pth', 'Apache-2.0',
+                              79.7, kwargs=dict(patch_size=8), note='self-supervised; top-1 of the linear probe'),
+        'b16': OfficialWeights('b', _DINO + 'dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth', 'Apache-2.0',
+                               78.2, note='self-supervised; top-1 of the linear probe'),
+        'b8': OfficialWeights('b', _DINO + 'dino_vitbase8_pretrain/dino_vitbase8_pretrain.pth', 'Apache-2.0', 80.1,
+                              kwargs=dict(patch_size=8), note='self-supervised; top-1 of the linear probe'),
+    }
+    weights_note = ('DINO full checkpoints (*_full_checkpoint.pth, the teacher is used) and DeiT/timm ViT files of '
+                    'the same shape load too (pos_embed_interp=\'bicubic\' for those).')
+    stem_names = ('patch_embed', 'cls_token', 'pos_embed')
 
     def __init__(self, arch: Union[str, dict] = 's', patch_size: int = 16, in_channels: int = 3,
                  pretrain_img_size: int = 224, pos_embed_interp: str = 'dino', feature_block: int = -1,
@@ -145,19 +125,12 @@ class PlainViT(PyramidBackbone):
                              f'{patch_size!r}')
         if not isinstance(pretrain_img_size, int) or pretrain_img_size < patch_size:
             raise ValueError(f'PlainViT: pretrain_img_size must be an int >= patch_size, got {pretrain_img_size!r}')
-        if pos_embed_interp not in _POS_INTERP_MODES:
-            raise ValueError(f'PlainViT: pos_embed_interp must be one of {_POS_INTERP_MODES}, got '
+        if pos_embed_interp not in POS_EMBED_INTERP_MODES:
+            raise ValueError(f'PlainViT: pos_embed_interp must be one of {POS_EMBED_INTERP_MODES}, got '
                              f'{pos_embed_interp!r}')
-        if not isinstance(feature_block, int) or not -depth <= feature_block < depth:
-            raise ValueError(f'PlainViT: feature_block must be a block index in [{-depth}, {depth - 1}], got '
-                             f'{feature_block!r}')
-        num_blocks = feature_block % depth + 1
-        window_block_indexes = tuple(i % depth for i in window_block_indexes)
-        if not isinstance(window_size, int) or window_size < 0 or (window_block_indexes and window_size == 0):
-            raise ValueError(f'PlainViT: window_size must be a positive int when window_block_indexes is set, got '
-                             f'{window_size!r}')
-        if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f'PlainViT: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        window_block_indexes = tuple(i % depth if isinstance(i, int) else i for i in window_block_indexes)
+        num_blocks, window_block_indexes = self.check_block_args(depth, feature_block, window_size,
+                                                                 window_block_indexes, drop_path_rate)
 
         self.embed_dims = dim
         self.depth = depth
@@ -174,15 +147,14 @@ class PlainViT(PyramidBackbone):
         # DINO's stochastic-depth rule over the full depth, so a truncated model keeps each block's rate
         rates = torch.linspace(0, drop_path_rate, depth, device='cpu').tolist()  # (also under a meta device)
         self.blocks = nn.ModuleList([
-            ViTBlock(dim, heads, float(settings.get('mlp_ratio', 4.0)), bool(settings.get('qkv_bias', True)),
-                     drop_path=rates[i], norm_eps=float(settings.get('norm_eps', 1e-6)),
+            ViTBlock(dim, heads, float(settings['mlp_ratio']), bool(settings['qkv_bias']),
+                     drop_path=rates[i], norm_eps=float(settings['norm_eps']),
                      window_size=window_size if i in window_block_indexes else 0) for i in range(num_blocks)])
-        self.norm = nn.LayerNorm(dim, eps=float(settings.get('norm_eps', 1e-6))) if final_norm else None
+        self.norm = nn.LayerNorm(dim, eps=float(settings['norm_eps'])) if final_norm else None
         self.pyramid = SimpleFeaturePyramid(dim, levels=self.out_indices)  # branches of returned levels only
         self.out_channels: Tuple[int, ...] = self.pyramid.out_channels
 
-        self._pos_cache = SizeCache()
-        self.register_load_state_dict_pre_hook(_resize_pos_embed_pre_hook)
+        self.register_load_state_dict_pre_hook(self.resize_pos_embed_on_load)
         self._init_parameters()
         self._freeze_stages()
 
@@ -192,72 +164,12 @@ class PlainViT(PyramidBackbone):
         trunc_normal_(self.cls_token, std=0.02)
         self.blocks.apply(init_linear_and_layernorm)
 
-    # ------------------------------------------------------------------------------------------ position embedding
-    def resize_pos_embed(self, pos: torch.Tensor, src_hw: Size2d, dst_hw: Size2d) -> torch.Tensor:
-        """(1, 1 + src grid, D) -> (1, 1 + dst grid, D) with this model's rule; the cls position is kept."""
-        return resize_grid_embed(pos, src_hw, dst_hw, num_extra_tokens=1, mode='bicubic',
-                                 scale_factor_rule=self.pos_embed_interp == 'dino')
-
-    def pos_embed_for(self, grid_hw: Size2d) -> torch.Tensor:
-        """Position embedding (1, 1 + gh*gw, D) for a token grid; cached per grid at inference."""
-        grid_hw = tuple(grid_hw)
-        if not is_exporting() and grid_hw == self.pretrain_grid:  # (a traced grid: resize_grid_embed decides)
-            return self.pos_embed
-        return self._pos_cache.get(grid_hw, [self.pos_embed],
-                                   lambda: self.resize_pos_embed(self.pos_embed, self.pretrain_grid, grid_hw))
-
     # ------------------------------------------------------------------------------------------------------ forward
-    def embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Size2d]:
-        """(B, C, H, W) image -> tokens (B, 1 + gh*gw, D) with cls first, and the grid (gh, gw) = ceil(H/p, W/p)."""
-        p = self.patch_size
-        h, w = x.shape[-2:]
-        pad_h, pad_w = pad_to_multiple(h, p), pad_to_multiple(w, p)
-        if is_exporting() or pad_h or pad_w:  # zero-pad bottom/right to whole patches (DINO drops the remainder)
-            x = F.pad(x, (0, pad_w, 0, pad_h))
-        x = self.patch_embed(x)  # (B, D, gh, gw)
-        grid_hw = (x.shape[-2], x.shape[-1])
-        tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x.flatten(2).transpose(1, 2)], dim=1)
-        return tokens + self.pos_embed_for(grid_hw), grid_hw
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        self.check_input(x)
-        if x.shape[0] == 0:
-            return self.empty_outputs(x)
-        h, w = x.shape[-2:]
-        tokens, (gh, gw) = self.embed(x)
-        for block in self.blocks:
-            tokens = self.checkpoint(block, tokens, (gh, gw))
-        if self.norm is not None:
-            tokens = self.norm(tokens)
-        b, _, d = tokens.shape
-        feature = tokens_to_map(tokens[:, 1:], (gh, gw))  # drop cls: (B, D, H/p, W/p)
+    def forward_feature(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[()]]:
+        feature, fine_maps = super().forward_feature(x)
         if self.patch_size == 8:  # stride 8 -> 16; ceil_mode keeps ceil(H/16) cells for odd grids
             feature = F.avg_pool2d(feature, kernel_size=2, stride=2, ceil_mode=True)
-        outs = self.pyramid(feature, levels=self.out_indices)
-        # the grid was padded to whole patches: crop each level to ceil(size / stride)
-        return tuple(out[..., :ceil_div(h, 2 ** (level + 2)), :ceil_div(w, 2 ** (level + 2))]
-                     for level, out in zip(self.out_indices, outs))
-
-    # ----------------------------------------------------------------------------------------------------- training
-    def stage_blocks(self, stage: int) -> range:
-        """Blocks of stage ``stage`` (1..4): consecutive quarters of the blocks built."""
-        n = len(self.blocks)
-        return range(round(n * (stage - 1) / 4), round(n * stage / 4))
-
-    def frozen_modules(self, frozen_stages: int) -> Iterable[Union[nn.Module, nn.Parameter]]:
-        modules: List[Union[nn.Module, nn.Parameter]] = [self.patch_embed, self.cls_token, self.pos_embed]
-        for stage in range(1, frozen_stages + 1):
-            modules += [self.blocks[i] for i in self.stage_blocks(stage)]
-        if frozen_stages == self.num_stages and self.norm is not None:
-            modules.append(self.norm)
-        return modules
-
-    def layer_depth(self, name: str) -> int:
-        if name in ('cls_token', 'pos_embed') or name.startswith('patch_embed.'):
-            return 0
-        if name.startswith('blocks.'):
-            return int(name.split('.')[1]) + 1
-        return self.num_layers + 1
+        return feature, fine_maps
 
     # -------------------------------------------------------------------------------------------------- checkpoints
     @staticmethod
@@ -271,63 +183,3 @@ class PlainViT(PyramidBackbone):
                 pos = out['pos_embed']
                 out['pos_embed'] = torch.cat([pos[:, :1], pos[:, 2:]], dim=1)
         return out
-
-
-# ------------------------------------------------------------------------------------------------------------ parity
-@register_parity_adapter('vit_dino')
-def _parity_adapter(fixture: dict) -> ParityAdapter:
-    """Any fixture of DINO's ``vision_transformer.py``: variant read from the state-dict shapes.
-
-    Outputs: ``block{i}`` (block i's tokens, cls dropped, (B, D, gh, gw)), ``norm`` (final LayerNorm, same layout),
-    ``cls`` (the normed cls token = DINO's ``model(x)`` with ``num_classes=0``). DINO's patch convolution drops the
-    remainder pixels of a size that is not a multiple of the patch, so the input is cropped to whole patches first.
-    """
-    shapes = {key: tuple(shape) for key, shape, _ in fixture['keys']}
-    dim, _, patch, _ = shapes['patch_embed.proj.weight']
-    depth = 1 + max(int(k.split('.')[1]) for k in shapes if k.startswith('blocks.'))
-    variant = str(fixture.get('variant', '')).lower()
-    heads = PlainViT.arch_zoo[variant]['num_heads'] if variant in PlainViT.arch_zoo and \
-        PlainViT.arch_zoo[variant]['embed_dims'] == dim else max(1, dim // 64)  # every DINO/DeiT ViT: 64 per head
-    arch = dict(embed_dims=dim, depth=depth, num_heads=heads, mlp_ratio=shapes['blocks.0.mlp.fc1.weight'][0] / dim,
-                qkv_bias='blocks.0.attn.qkv.bias' in shapes)
-    grid = math.isqrt(shapes['pos_embed'][1] - 1)
-    block_ids = sorted(int(name[5:]) for name in fixture['outputs'] if name.startswith('block'))
-
-    def build() -> nn.Module:
-        return PlainViT(arch=arch, patch_size=patch, pretrain_img_size=grid * patch, pos_embed_interp='dino',
-                        final_norm=True)
-
-    def outputs(model: nn.Module, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        h, w = x.shape[-2:]
-        gh, gw = h // patch, w // patch
-        x = x[..., :gh * patch, :gw * patch]
-        captured: Dict[str, torch.Tensor] = {}
-        hooks = [model.blocks[i].register_forward_hook(
-            lambda _m, _i, out, i=i: captured.__setitem__(f'block{i}', out)) for i in block_ids]
-        hooks.append(model.norm.register_forward_hook(lambda _m, _i, out: captured.__setitem__('norm', out)))
-        original = model.pos_embed.detach().clone()
-        if (gh, gw) == model.pretrain_grid and h != w:
-            # DINO only skips its resize when the token count matches AND the image is square; otherwise it resizes
-            # even a grid onto itself with scale (g + 0.1) / g, which shifts the samples slightly.
-            with torch.no_grad():
-                model.pos_embed.copy_(_dino_self_resample(model.pos_embed, gh))
-        try:
-            model(x)
-        finally:
-            for hook in hooks:
-                hook.remove()
-            with torch.no_grad():
-                model.pos_embed.copy_(original)
-        result = {name: tokens_to_map(t[:, 1:], (gh, gw)) for name, t in captured.items()}
-        result['cls'] = captured['norm'][:, 0]
-        return result
-
-    return ParityAdapter(build=build, outputs=outputs)
-
-
-def _dino_self_resample(pos: torch.Tensor, grid: int) -> torch.Tensor:
-    """DINO's ``interpolate_pos_encoding`` for a non-square image whose token grid equals the pretraining grid."""
-    patch_pos = pos[:, 1:].reshape(1, grid, grid, -1).permute(0, 3, 1, 2)
-    scale = (grid + 0.1) / grid
-    patch_pos = F.interpolate(patch_pos, scale_factor=(scale, scale), mode='bicubic')
-    return torch.cat([pos[:, :1], patch_pos.permute(0, 2, 3, 1).reshape(1, grid * grid, -1)], dim=1)

@@ -63,15 +63,23 @@ import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
 
 from ...checkpoint import StateDict
-from ...testing.parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import (DoubleResolution, Mlp, SizeCache, attention, channels_last_conv_weights, init_conv_fan_out,
-                      init_linear_and_layernorm, resize_dense_bias, resize_grid_embed, share_bias_gradient,
-                      tokens_to_map)
-from ..layers.traceable import ceil_div, is_exporting, pad_to_multiple
-from .base import PyramidBackbone
-
-Size2d = Tuple[int, int]
+from ..layers import (
+    DoubleResolution,
+    Mlp,
+    Size2d,
+    SizeCache,
+    attention,
+    channels_last_conv_weights,
+    init_conv_fan_out,
+    init_linear_and_layernorm,
+    resize_dense_bias,
+    resize_grid_embed,
+    share_bias_gradient,
+    tokens_to_map,
+)
+from ..layers.traceable import is_exporting, pad_to_multiple
+from .base import HALF, OfficialWeights, PyramidBackbone
 
 WORD_GRID = 4  # the stem cuts each 8x8-pixel patch (4x4 cells of the stride-2 map) into 4x4 words
 NUM_WORDS = WORD_GRID * WORD_GRID
@@ -92,7 +100,7 @@ def _sdpa_bias_layout(bias: torch.Tensor, multiple: int = 16) -> torch.Tensor:
     """The same values, stored the way SDPA reads an additive bias without copying it in every block.
 
     CPU: contiguous (the resized bias is a transposed view, and CPU attention makes a contiguous copy of a strided
-    mask on each call: at 800x1344 that copy was ~40% of PyramidTNT-S's forward). CUDA: a row stride that is a
+    mask on each call, in every block, at detection sizes a large share of the forward). CUDA: a row stride that is a
     multiple of 16, since the memory-efficient kernel needs strides aligned to 8 or 16 and otherwise pads a copy on
     every call; pooled key counts rarely are (25 x 42 = 1050).
     """
@@ -108,9 +116,9 @@ def _sdpa_bias_layout(bias: torch.Tensor, multiple: int = 16) -> torch.Tensor:
 def _resized_attention_bias(relative_pos: torch.Tensor, ref_query_hw: Size2d, ref_key_hw: Size2d, query_hw: Size2d,
                             key_hw: Size2d) -> torch.Tensor:
     """``relative_pos`` resized to the actual grids, in SDPA's layout. Outside any ``torch.compile`` graph (a graph
-    break): traced with symbolic sizes, the two bicubic passes over both grids built size expressions that dynamo
-    was still simplifying after 13 minutes (inference, on 2 cores) and after 12 (a training step of a one-block
-    model). Eagerly it is two small matrix products per input size; autograd connects it to the graph as usual."""
+    break): traced with symbolic sizes, the two bicubic passes over both grids build size expressions that dynamo
+    does not finish simplifying in any practical time. Eagerly it is two small matrix products per input size;
+    autograd connects it to the graph as usual."""
     return _sdpa_bias_layout(resize_dense_bias(relative_pos, ref_query_hw, ref_key_hw, query_hw, key_hw))
 
 
@@ -219,7 +227,7 @@ class Stage(nn.Module):
         self.query_hw, self.key_hw = tuple(query_hw), tuple(key_hw)
         self.relative_pos = nn.Parameter(
             torch.randn(1, outer_heads, query_hw[0] * query_hw[1], key_hw[0] * key_hw[1]))
-        # few entries: at detection sizes one stage-0 bias of PyramidTNT-S is heads x 16800 x 1050 floats (282 MB)
+        # few entries: at detection sizes a stage-0 bias (heads x queries x pooled keys) is hundreds of MB
         self._bias_cache = SizeCache(max_entries=2)
 
     def key_grid(self, query_hw: Size2d) -> Size2d:
@@ -306,6 +314,9 @@ class SentenceMerge(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------------------ backbone
+_LICENSE = 'not stated (huawei-noah/Efficient-AI-Backbones)'
+
+
 @register_model
 class PyramidTNT(PyramidBackbone):
     """PyramidTNT backbone for MMDetection / MMSegmentation (see the module docstring for the architecture).
@@ -330,28 +341,31 @@ class PyramidTNT(PyramidBackbone):
     """
 
     arch_zoo = {
-        **dict.fromkeys(['ti', 'tiny', 'ptnt_ti_patch16_192'], dict(
-            depths=(2, 6, 3, 2), outer_dims=(80, 160, 320, 320), inner_dims=(5, 10, 20, 20),
-            outer_heads=(2, 4, 8, 8), inner_heads=(1, 2, 4, 4), pretrain_img_size=192)),
-        **dict.fromkeys(['s', 'small', 'ptnt_s_patch16_256'], dict(
-            depths=(2, 8, 4, 2), outer_dims=(128, 256, 512, 512), inner_dims=(8, 16, 32, 32),
-            outer_heads=(4, 8, 16, 16), inner_heads=(2, 4, 8, 8), pretrain_img_size=256)),
-        **dict.fromkeys(['m', 'medium', 'ptnt_m_patch16_256'], dict(
-            depths=(2, 8, 6, 2), outer_dims=(192, 384, 768, 768), inner_dims=(12, 24, 48, 48),
-            outer_heads=(4, 8, 16, 16), inner_heads=(2, 4, 8, 8), pretrain_img_size=256)),
-        **dict.fromkeys(['b', 'base', 'ptnt_b_patch16_256'], dict(
-            depths=(2, 10, 6, 2), outer_dims=(256, 512, 1024, 1024), inner_dims=(16, 32, 64, 64),
-            outer_heads=(4, 8, 16, 16), inner_heads=(2, 4, 8, 8), pretrain_img_size=256)),
+        'ti': dict(depths=(2, 6, 3, 2), outer_dims=(80, 160, 320, 320), inner_dims=(5, 10, 20, 20),
+                   outer_heads=(2, 4, 8, 8), inner_heads=(1, 2, 4, 4), pretrain_img_size=192),
+        's': dict(depths=(2, 8, 4, 2), outer_dims=(128, 256, 512, 512), inner_dims=(8, 16, 32, 32),
+                  outer_heads=(4, 8, 16, 16), inner_heads=(2, 4, 8, 8)),
+        'm': dict(depths=(2, 8, 6, 2), outer_dims=(192, 384, 768, 768), inner_dims=(12, 24, 48, 48),
+                  outer_heads=(4, 8, 16, 16), inner_heads=(2, 4, 8, 8)),
+        'b': dict(depths=(2, 10, 6, 2), outer_dims=(256, 512, 1024, 1024), inner_dims=(16, 32, 64, 64),
+                  outer_heads=(4, 8, 16, 16), inner_heads=(2, 4, 8, 8)),
     }
+    arch_aliases = {'tiny': 'ti', 'ptnt_ti_patch16_192': 'ti', 'small': 's', 'ptnt_s_patch16_256': 's',
+                    'medium': 'm', 'ptnt_m_patch16_256': 'm', 'base': 'b', 'ptnt_b_patch16_256': 'b'}
     essential_keys = ('depths', 'outer_dims', 'inner_dims', 'outer_heads', 'inner_heads')
-    weights_hint = (
-        'the official PyramidTNT ImageNet-1k weights are published on BaiduDisk only (table "PyramidTNT Code" in '
-        'https://github.com/huawei-noah/Efficient-AI-Backbones/tree/master/tnt_pytorch): '
-        'Ti https://pan.baidu.com/s/1xm3DSGcAJbvFQm4jmDAlnQ (password 0r5t), '
-        'S https://pan.baidu.com/s/1xha8x3DTlPq9-KeC6EPPow (v5w5), '
-        'M https://pan.baidu.com/s/1B9zkWkrUAETuiyr08ClY-w (jqm3), '
-        'B https://pan.baidu.com/s/1tT0mxRrZQx6facYsdPBt0g (ns4t). The downloaded .pth.tar loads as is '
-        '(converted on load).')
+    arch_defaults = dict(sr_ratios=(4, 2, 1, 1), mlp_ratio=4.0, qkv_bias=False, pretrain_img_size=256)
+    official_weights = {
+        'ti': OfficialWeights('ti', 'https://pan.baidu.com/s/1xm3DSGcAJbvFQm4jmDAlnQ', _LICENSE, 75.2, 192,
+                              HALF, HALF, note='BaiduDisk, password 0r5t'),
+        's': OfficialWeights('s', 'https://pan.baidu.com/s/1xha8x3DTlPq9-KeC6EPPow', _LICENSE, 82.0, 256, HALF, HALF,
+                             note='BaiduDisk, password v5w5'),
+        'm': OfficialWeights('m', 'https://pan.baidu.com/s/1B9zkWkrUAETuiyr08ClY-w', _LICENSE, 83.5, 256, HALF, HALF,
+                             note='BaiduDisk, password jqm3'),
+        'b': OfficialWeights('b', 'https://pan.baidu.com/s/1tT0mxRrZQx6facYsdPBt0g', _LICENSE, 84.1, 256, HALF, HALF,
+                             note='BaiduDisk, password ns4t'),
+    }
+    weights_note = ('Published on BaiduDisk only (table "PyramidTNT Code" in https://github.com/huawei-noah/'
+                    'Efficient-AI-Backbones/tree/master/tnt_pytorch); the downloaded .pth.tar loads as it is.')
     new_param_prefixes = ('upsamples.', )
 
     def __init__(self, arch: Union[str, dict] = 's', in_channels: int = 3,
@@ -362,8 +376,7 @@ class PyramidTNT(PyramidBackbone):
         super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, init_cfg)
         s = self._check_settings(self.arch_settings)
         depths, outer_dims, inner_dims = s['depths'], s['outer_dims'], s['inner_dims']
-        if not isinstance(drop_path_rate, (int, float)) or not 0 <= drop_path_rate < 1:
-            raise ValueError(f'PyramidTNT: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        self.check_drop_path_rate(drop_path_rate)
         self.depths, self.sr_ratios = depths, s['sr_ratios']
         self.native_strides = bool(native_strides)
         if self.native_strides:
@@ -410,18 +423,17 @@ class PyramidTNT(PyramidBackbone):
                     or not all(isinstance(v, int) and v > 0 for v in value)):
                 raise ValueError(f'PyramidTNT: arch[{key!r}] must be 4 positive ints (one per stage), got {value!r}')
             out[key] = tuple(value)
-        out['sr_ratios'] = tuple(s.get('sr_ratios', (4, 2, 1, 1)))
+        out['sr_ratios'] = tuple(s['sr_ratios'])
         if len(out['sr_ratios']) != 4 or not all(isinstance(v, int) and v > 0 for v in out['sr_ratios']):
             raise ValueError(f'PyramidTNT: arch["sr_ratios"] must be 4 positive ints, got {s["sr_ratios"]!r}')
         for dims, heads in (('outer_dims', 'outer_heads'), ('inner_dims', 'inner_heads')):
             for i, (d, h) in enumerate(zip(out[dims], out[heads])):
                 if d % h:
                     raise ValueError(f'PyramidTNT: stage {i}: {dims} {d} is not divisible by {heads} {h}')
-        out['mlp_ratio'] = s.get('mlp_ratio', 4.0)
+        out['mlp_ratio'] = s['mlp_ratio']
         if not isinstance(out['mlp_ratio'], (int, float)) or out['mlp_ratio'] <= 0:
             raise ValueError(f'PyramidTNT: arch["mlp_ratio"] must be positive, got {out["mlp_ratio"]!r}')
-        out['qkv_bias'] = bool(s.get('qkv_bias', False))
-        out['pretrain_img_size'] = s.get('pretrain_img_size', 256)
+        out['qkv_bias'] = bool(s['qkv_bias'])
         return out
 
     def token_grid(self, h: int, w: int) -> Size2d:
@@ -453,10 +465,7 @@ class PyramidTNT(PyramidBackbone):
         return self._pos_cache.get(grid, [self.outer_pos], lambda: resize_grid_embed(
             self.outer_pos, self.pretrain_grid, grid))
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        self.check_input(x)
-        if x.shape[0] == 0:
-            return self.empty_outputs(x)
+    def forward_pyramid(self, x: torch.Tensor) -> List[torch.Tensor]:
         h, w = x.shape[-2:]
         div = self.pad_size_divisor
         # zero padding at the bottom/right (no-op for multiples of div)
@@ -473,16 +482,15 @@ class PyramidTNT(PyramidBackbone):
             for block in stage.blocks:
                 words, sentences = self.checkpoint(partial(block, hw=grid), words, sentences, bias)
             if i in self.out_indices:
-                outs[i] = self._output(i, tokens_to_map(sentences, grid), h, w)
-        return tuple(outs[i] for i in self.out_indices)
+                outs[i] = self._output(i, tokens_to_map(sentences, grid))
+        return [outs[i] for i in self.out_indices]
 
-    def _output(self, i: int, feature: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """Stage ``i`` map (stride 2**(i+3) of the padded input) -> level ``i``, cropped to the input's extent."""
-        stride = 2 ** (i + 3)
-        if not self.native_strides:
-            # (the key precomputed: torch.compile's dynamo cannot trace str() of an int and breaks the graph there)
-            feature, stride = self.upsamples[self._upsample_keys[i]](feature), stride // 2
-        return feature[..., :ceil_div(h, stride), :ceil_div(w, stride)].contiguous()
+    def _output(self, i: int, feature: torch.Tensor) -> torch.Tensor:
+        """Stage ``i`` map (stride 2**(i+3) of the padded input) -> level ``i`` (upsampled x2 unless native)."""
+        if self.native_strides:
+            return feature
+        # (the key precomputed: torch.compile's dynamo cannot trace str() of an int and breaks the graph there)
+        return self.upsamples[self._upsample_keys[i]](feature)
 
     # ------------------------------------------------------------------------------------------------------ training
     def frozen_modules(self, frozen_stages: int) -> Iterable[Union[nn.Module, nn.Parameter]]:
@@ -550,62 +558,3 @@ def _resize_pretrained_tables(module: PyramidTNT, state_dict: Dict[str, torch.Te
             query_hw = infer_grid(bias.shape[2], stage.query_hw)
             key_hw = infer_grid(bias.shape[3], stage.key_hw)
         state_dict[key] = resize_dense_bias(bias, query_hw, key_hw, stage.query_hw, stage.key_hw)
-
-
-# ------------------------------------------------------------------------------------------------------------- parity
-_OFFICIAL_NAME = re.compile(r'ptnt_(ti|s|m|b)_')
-
-
-def settings_from_official_keys(variant: str, shapes: Dict[str, Sequence[int]],
-                                input_hw: Sequence[int]) -> Tuple[Union[str, dict], Size2d, int]:
-    """(arch, pretrain_img_size, in_channels) of an official PyramidTNT state-dict layout.
-
-    Depths, widths, outer heads, mlp ratio, sr ratios and qkv bias are read from the key shapes; the inner heads are
-    not visible in shapes, so a named official variant (``ptnt_s_patch16_256``...) or a zoo entry with the same
-    shapes gives them (otherwise half the outer heads, the official ratio for S/M/B). The pretraining size is read
-    from the stored ``outer_pos`` length (the official model is built with ``img_size`` = its input size, so the
-    input grid is preferred when it fits), never from the variant name.
-    """
-    depths, outer_dims, inner_dims, outer_heads, sr_ratios = [], [], [], [], []
-    for i in range(4):
-        blocks = {int(m.group(1)) for k in shapes for m in [re.match(rf'stages\.{i}\.blocks\.(\d+)\.', k)] if m}
-        depths.append(len(blocks))
-        outer_dims.append(int(shapes[f'stages.{i}.blocks.0.outer_norm1.weight'][0]))
-        inner_dims.append(int(shapes[f'stages.{i}.blocks.0.inner_attn.q.weight'][0]))
-        _, heads, nq, nk = shapes[f'stages.{i}.relative_pos']
-        outer_heads.append(int(heads))
-        sr_ratios.append(max(1, round(math.sqrt(nq / nk))))
-    derived = dict(depths=tuple(depths), outer_dims=tuple(outer_dims), inner_dims=tuple(inner_dims),
-                   outer_heads=tuple(outer_heads), sr_ratios=tuple(sr_ratios),
-                   mlp_ratio=shapes['stages.0.blocks.0.outer_mlp.fc1.weight'][0] / outer_dims[0],
-                   qkv_bias='stages.0.blocks.0.outer_attn.q.bias' in shapes)
-
-    def fits(zoo: dict) -> bool:
-        return (all(tuple(zoo[k]) == derived[k] for k in ('depths', 'outer_dims', 'inner_dims', 'outer_heads'))
-                and derived['sr_ratios'] == (4, 2, 1, 1) and derived['mlp_ratio'] == 4 and not derived['qkv_bias'])
-
-    match = _OFFICIAL_NAME.search(variant or '')
-    candidates = ([match.group(1)] if match else []) + ['ti', 's', 'm', 'b']
-    arch = next((name for name in candidates if fits(PyramidTNT.arch_zoo[name])), None)
-    if arch is None:
-        arch = dict(derived, inner_heads=tuple(max(1, h // 2) for h in outer_heads))
-    input_grid = (int(input_hw[0]) // STEM_STRIDE, int(input_hw[1]) // STEM_STRIDE)
-    grid = infer_grid(int(shapes['outer_pos'][1]), input_grid)
-    return arch, (grid[0] * STEM_STRIDE, grid[1] * STEM_STRIDE), int(shapes['patch_embed.common_conv.0.weight'][1])
-
-
-@register_parity_adapter('pyramidtnt')
-def _parity_adapter(fixture: dict) -> ParityAdapter:
-    """Outputs ``stage0..3``: the un-normalised sentence tokens after each stage, NCHW at strides 8..64."""
-    shapes = {key: tuple(shape) for key, shape, _ in fixture['keys']}
-    arch, pretrain_img_size, in_channels = settings_from_official_keys(fixture['variant'], shapes,
-                                                                       fixture['input_hw'])
-
-    def build() -> PyramidTNT:
-        return PyramidTNT(arch=arch, in_channels=in_channels, pretrain_img_size=pretrain_img_size,
-                          native_strides=True)
-
-    def outputs(model: PyramidTNT, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return {f'stage{i}': feature for i, feature in enumerate(model(x))}
-
-    return ParityAdapter(build=build, outputs=outputs)

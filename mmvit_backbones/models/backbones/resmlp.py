@@ -25,17 +25,17 @@ Checkpoints: the official deit files (``resmlp_{12,24,36}_{dist,no_dist}.pth``, 
 ``init_cfg``. Our key layout is timm's with (D,)-shaped ``alpha``/``beta``.
 """
 import re
-from typing import Dict, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 from timm.layers import DropPath
 
 from ...checkpoint import StateDict
-from ...testing.parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
 from ..layers import Mlp, init_linear_and_layernorm, mix_tokens
-from .mlp_mixer import AllMlpBackbone, Size2d, block_ids_of, capture_outputs, pretrain_grid_for
+from .base import OfficialWeights
+from .single_scale import AllMlpBackbone, Size2d
 
 
 class Affine(nn.Module):
@@ -80,6 +80,9 @@ class ResMLPBlock(nn.Module):
         return x + self.drop_path(self.ls2 * self.mlp_channels(self.norm2(x)))
 
 
+_DEIT = 'https://dl.fbaipublicfiles.com/deit/'
+
+
 @register_model
 class ResMLP(AllMlpBackbone):
     """ResMLP with ViTDet's simple feature pyramid (strides 4/8/16/32) at any input size.
@@ -99,12 +102,26 @@ class ResMLP(AllMlpBackbone):
         '12': dict(embed_dims=384, depth=12, patch_size=16, init_scale=0.1),
         '24': dict(embed_dims=384, depth=24, patch_size=16, init_scale=1e-5),
         '36': dict(embed_dims=384, depth=36, patch_size=16, init_scale=1e-6),
-        **dict.fromkeys(['b24', 'b_24'], dict(embed_dims=768, depth=24, patch_size=8, init_scale=1e-6)),
+        'b24': dict(embed_dims=768, depth=24, patch_size=8, init_scale=1e-6),
     }
+    arch_aliases = {'b_24': 'b24'}
     essential_keys = ('embed_dims', 'depth', 'patch_size')
-    weights_hint = ('official deit files https://dl.fbaipublicfiles.com/deit/resmlp_24_no_dist.pth (also '
-                    'resmlp_{12,24,36}_{dist,no_dist}.pth, resmlp_{12,24}_dino.pth, resmlpB_24_{dist,no_dist,22k}.pth; '
-                    'facebookresearch/deit README_resmlp.md) or timm\'s resmlp_*_224 files')
+    arch_defaults = dict(init_scale=1e-4, mlp_ratio=4.0)
+    official_weights = {
+        '12': OfficialWeights('12', _DEIT + 'resmlp_12_no_dist.pth', 'Apache-2.0', 76.6),
+        '12_dist': OfficialWeights('12', _DEIT + 'resmlp_12_dist.pth', 'Apache-2.0', 77.8, note='distilled'),
+        '12_dino': OfficialWeights('12', _DEIT + 'resmlp_12_dino.pth', 'Apache-2.0', note='self-supervised (DINO)'),
+        '24': OfficialWeights('24', _DEIT + 'resmlp_24_no_dist.pth', 'Apache-2.0', 79.4),
+        '24_dist': OfficialWeights('24', _DEIT + 'resmlp_24_dist.pth', 'Apache-2.0', 80.8, note='distilled'),
+        '24_dino': OfficialWeights('24', _DEIT + 'resmlp_24_dino.pth', 'Apache-2.0', note='self-supervised (DINO)'),
+        '36': OfficialWeights('36', _DEIT + 'resmlp_36_no_dist.pth', 'Apache-2.0', 79.8),
+        '36_dist': OfficialWeights('36', _DEIT + 'resmlp_36_dist.pth', 'Apache-2.0', 81.1, note='distilled'),
+        'b24': OfficialWeights('b24', _DEIT + 'resmlpB_24_no_dist.pth', 'Apache-2.0', 81.0),
+        'b24_dist': OfficialWeights('b24', _DEIT + 'resmlpB_24_dist.pth', 'Apache-2.0', 83.6, note='distilled'),
+        'b24_22k': OfficialWeights('b24', _DEIT + 'resmlpB_24_22k.pth', 'Apache-2.0', 84.4,
+                                   note='ImageNet-22k pretrained, fine-tuned on ImageNet-1k'),
+    }
+    weights_note = "facebookresearch/deit README_resmlp.md; timm's resmlp_*_224 files load too."
     token_weight_name = 'linear_tokens.weight'  # (N, N)
 
     def __init__(self, arch: Union[str, dict] = '24', in_channels: int = 3,
@@ -115,13 +132,12 @@ class ResMLP(AllMlpBackbone):
         super().__init__(arch, in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
         s = self.arch_settings
-        if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f'ResMLP: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        self.check_drop_path_rate(drop_path_rate)
         dim, depth = int(s['embed_dims']), int(s['depth'])
         self._build_common(dim, depth, int(s['patch_size']), pretrain_img_size, token_mixing)
         self.blocks = nn.ModuleList([
             ResMLPBlock(dim, self.pretrain_grid, token_mixing, shifted=i % 2 == 1, drop_path=drop_path_rate,
-                        init_scale=float(s.get('init_scale', 1e-4)), mlp_ratio=float(s.get('mlp_ratio', 4.0)))
+                        init_scale=float(s['init_scale']), mlp_ratio=float(s['mlp_ratio']))
             for i in range(depth)])
         self.norm = Affine(dim) if final_norm else None
         self.blocks.apply(init_linear_and_layernorm)  # official: trunc-normal .02 Linear weights, zero biases
@@ -144,26 +160,3 @@ class ResMLP(AllMlpBackbone):
                 value = value.reshape(-1)
             converted[key] = value
         return converted
-
-
-# ------------------------------------------------------------------------------------------------------------ parity
-@register_parity_adapter('resmlp')
-def _parity_adapter(fixture: dict) -> ParityAdapter:
-    """Any official ResMLP fixture: variant from the key shapes, token grid from the token layer (the input's grid
-    when the counts match, else square); the official patch convolution drops remainder pixels, so the input is
-    cropped to whole patches. Outputs ``block{i}``, ``norm`` (NCHW); ``logits`` belong to the dropped head."""
-    shapes = {key: tuple(shape) for key, shape, _ in fixture['keys']}
-    dim, in_channels, patch, _ = shapes['patch_embed.proj.weight']
-    depth = 1 + max(int(k.split('.')[1]) for k in shapes if k.startswith('blocks.'))
-    h, w = fixture['input_hw']
-    grid = pretrain_grid_for(shapes['blocks.0.attn.weight'][0], (h // patch, w // patch), 'ResMLP fixture')
-    arch = dict(embed_dims=dim, depth=depth, patch_size=patch, mlp_ratio=shapes['blocks.0.mlp.fc1.weight'][0] / dim)
-
-    def build() -> ResMLP:
-        return ResMLP(arch=arch, in_channels=in_channels, pretrain_img_size=(grid[0] * patch, grid[1] * patch))
-
-    def outputs(model: ResMLP, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        x = x[..., :x.shape[-2] // patch * patch, :x.shape[-1] // patch * patch]
-        return capture_outputs(model, x, block_ids_of(fixture), stem=False)
-
-    return ParityAdapter(build, outputs)

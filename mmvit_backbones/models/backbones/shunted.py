@@ -30,7 +30,7 @@ detection (upstream issue #3); ``with_cp`` checkpoints each block.
 """
 import re
 from collections import OrderedDict
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -38,14 +38,18 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 
 from ...checkpoint import StateDict
-from ...testing.parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import (PatchConv2d, attention, channels_last_conv_weights, init_conv_fan_out, init_linear_and_layernorm,
-                      tokens_to_map)
+from ..layers import (
+    PatchConv2d,
+    Size2d,
+    attention,
+    channels_last_conv_weights,
+    init_conv_fan_out,
+    init_linear_and_layernorm,
+    tokens_to_map,
+)
 from ..layers.traceable import is_exporting, pad_to_multiple
-from .base import PyramidBackbone
-
-Size2d = Tuple[int, int]
+from .base import OfficialWeights, PyramidBackbone
 
 # LayerNorm eps of the official code: `norm_layer=partial(nn.LayerNorm, eps=1e-6)` is used for the blocks and the
 # stage norms only; the stem, the patch embeddings and the attention's aggregation norms are plain nn.LayerNorm.
@@ -204,6 +208,9 @@ class ShuntedStage(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=BLOCK_EPS)
 
 
+_DRIVE = 'https://drive.google.com/drive/folders/15iZKXFT7apjUSoN2WUMAbb0tvJgyh3YP'
+
+
 @register_model
 class ShuntedTransformer(PyramidBackbone):
     """Shunted Transformer backbone (T/S/B).
@@ -221,18 +228,24 @@ class ShuntedTransformer(PyramidBackbone):
         init_cfg: ``dict(type='Pretrained', checkpoint=<official ckpt_S.pth or converted file>)``.
     """
 
-    _common = dict(embed_dims=(64, 128, 256, 512), num_heads=(2, 4, 8, 16), mlp_ratios=(8, 8, 4, 4),
-                   sr_ratios=(8, 4, 2, 1), qkv_bias=True)
-    _t = dict(_common, depths=(1, 2, 4, 1), num_conv=0)
-    _s = dict(_common, depths=(2, 4, 12, 1), num_conv=1)
-    _b = dict(_common, depths=(3, 4, 24, 2), num_conv=2)
-    arch_zoo = {'t': _t, 'tiny': _t, 's': _s, 'small': _s, 'b': _b, 'base': _b}
+    arch_zoo = {
+        't': dict(embed_dims=(64, 128, 256, 512), num_heads=(2, 4, 8, 16), mlp_ratios=(8, 8, 4, 4),
+                  sr_ratios=(8, 4, 2, 1), depths=(1, 2, 4, 1), num_conv=0),
+        's': dict(embed_dims=(64, 128, 256, 512), num_heads=(2, 4, 8, 16), mlp_ratios=(8, 8, 4, 4),
+                  sr_ratios=(8, 4, 2, 1), depths=(2, 4, 12, 1), num_conv=1),
+        'b': dict(embed_dims=(64, 128, 256, 512), num_heads=(2, 4, 8, 16), mlp_ratios=(8, 8, 4, 4),
+                  sr_ratios=(8, 4, 2, 1), depths=(3, 4, 24, 2), num_conv=2),
+    }
+    arch_aliases = {'tiny': 't', 'small': 's', 'base': 'b'}
     essential_keys = ('embed_dims', 'depths', 'num_heads', 'mlp_ratios', 'sr_ratios', 'num_conv')
-    weights_hint = ('the official ImageNet-1k checkpoints (e.g. ckpt_S.pth) from the Google Drive folder '
-                    'https://drive.google.com/drive/folders/15iZKXFT7apjUSoN2WUMAbb0tvJgyh3YP or Baidu Pan '
-                    'https://pan.baidu.com/s/1a9nVWpw2SzP0csCBCF8DNw (code hazr), linked from the README of '
-                    'https://github.com/OliverRensu/Shunted-Transformer; they load as they are (the converter maps '
-                    'the official keys)')
+    arch_defaults = dict(qkv_bias=True)
+    official_weights = {
+        name: OfficialWeights(name, _DRIVE, 'not stated (OliverRensu/Shunted-Transformer)', top1,
+                              file=f'ckpt_{name.upper()}.pth', note='Google Drive folder; Baidu Pan '
+                              'https://pan.baidu.com/s/1a9nVWpw2SzP0csCBCF8DNw (code hazr)')
+        for name, top1 in (('t', 79.8), ('s', 82.9), ('b', 84.0))
+    }
+    weights_note = 'Linked from the README of https://github.com/OliverRensu/Shunted-Transformer.'
     new_param_prefixes = ()
     min_input_size = 32
 
@@ -245,9 +258,8 @@ class ShuntedTransformer(PyramidBackbone):
         s = self.arch_settings
         dims, depths, heads = self._check_settings(s)
         mlp_ratios, sr_ratios = tuple(s['mlp_ratios']), tuple(int(r) for r in s['sr_ratios'])
-        qkv_bias = bool(s.get('qkv_bias', True))
-        if not 0 <= drop_path_rate < 1:
-            raise ValueError(f'ShuntedTransformer: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        qkv_bias = bool(s['qkv_bias'])
+        self.check_drop_path_rate(drop_path_rate)
         self.embed_dims, self.depths = dims, depths
         self.out_channels = dims
         self.num_layers = sum(depths)
@@ -306,10 +318,7 @@ class ShuntedTransformer(PyramidBackbone):
         init_conv_fan_out(m)
 
     # --------------------------------------------------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        self.check_input(x)
-        if x.shape[0] == 0:
-            return self.empty_outputs(x)
+    def forward_pyramid(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         h, w = x.shape[-2:]
         # The stem's last conv (2x2/2, no padding) floors: pad to a multiple of 4 so level 0 is ceil(H/4) x ceil(W/4);
         # the later 3x3/2 pad-1 embeddings round up by themselves, so no crop is needed.
@@ -403,43 +412,3 @@ class ShuntedTransformer(PyramidBackbone):
             if new is not None:
                 out[new] = value
         return out
-
-
-# ------------------------------------------------------------------------------------------------------- parity
-def _arch_from_official_keys(fixture: dict) -> dict:
-    """Hyper-parameters of an official-layout state dict (any variant or custom build of ``SSA.py``)."""
-    shapes = {k: tuple(s) for k, s, _ in fixture['keys']}
-    dims, depths, mlp_ratios, sr_ratios = [], [], [], []
-    for i in range(1, 5):
-        dim = shapes[f'norm{i}.weight'][0]
-        dims.append(dim)
-        depths.append(1 + max(int(k.split('.')[1]) for k in shapes if k.startswith(f'block{i}.')))
-        mlp_ratios.append(shapes[f'block{i}.0.mlp.fc1.weight'][0] / dim)
-        sr = shapes.get(f'block{i}.0.attn.sr1.weight')
-        sr_ratios.append(sr[-1] if sr is not None else 1)
-    num_conv = sum(1 for k in shapes if re.match(r'patch_embed1\.conv\.\d+\.running_mean$', k)) - 1
-    # head counts leave no trace in the weights: the official variants all use 2/4/8/16 (head_dim 32)
-    variant = str(fixture.get('variant', '')).lower().replace('shunted_', '')
-    heads = ShuntedTransformer.arch_zoo[variant]['num_heads'] if variant in ShuntedTransformer.arch_zoo else \
-        tuple(max(1, d // 32) for d in dims)
-    mlp_ratios = [int(r) if float(r).is_integer() else r for r in mlp_ratios]
-    return dict(embed_dims=dims, depths=depths, num_heads=list(heads), mlp_ratios=mlp_ratios, sr_ratios=sr_ratios,
-                num_conv=num_conv, qkv_bias='block1.0.attn.q.bias' in shapes)
-
-
-@register_parity_adapter('shunted')
-def _parity_adapter(fixture: dict) -> ParityAdapter:
-    arch = _arch_from_official_keys(fixture)
-    in_channels = tuple(dict((k, s) for k, s, _ in fixture['keys'])['patch_embed1.conv.0.weight'])[1]
-
-    def build() -> ShuntedTransformer:
-        return ShuntedTransformer(arch=arch, in_channels=in_channels, drop_path_rate=0.0)
-
-    def outputs(model: ShuntedTransformer, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        # The official model floors in its stem; for sizes that are multiples of 4 our padded forward is the same
-        # computation, otherwise reproduce the official geometry by running the stages on the unpadded input.
-        h, w = x.shape[-2:]
-        maps = model(x) if h % 4 == 0 and w % 4 == 0 else model.forward_features(x)
-        return {f'stage{i}': m for i, m in zip(model.out_indices, maps)}
-
-    return ParityAdapter(build=build, outputs=outputs)

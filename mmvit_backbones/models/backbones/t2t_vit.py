@@ -45,26 +45,26 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 
 from ...checkpoint import StateDict
-from ...testing.parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import (Mlp, SimpleFeaturePyramid, SizeCache, ViTBlock, attention, init_linear_and_layernorm,
-                      resize_grid_embed, tokens_to_map)
-from ..layers.traceable import ceil_div
-from .base import PyramidBackbone
+from ..layers import (
+    Mlp,
+    SimpleFeaturePyramid,
+    Size2d,
+    ViTBlock,
+    attention,
+    init_linear_and_layernorm,
+    tokens_to_map,
+)
+from .base import OfficialWeights
+from .single_scale import SingleScaleBackbone
 
-Size2d = Tuple[int, int]
 Runner = Callable[..., torch.Tensor]
 
 # Soft splits of the T2T module: (kernel, stride, padding).
 SOFT_SPLITS = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
 
-WEIGHTS_URL = 'https://github.com/yitu-opensource/T2T-ViT/releases/download/main/'
-WEIGHTS_FILES = {
-    '7': '71.7_T2T_ViT_7.pth.tar', '10': '75.2_T2T_ViT_10.pth.tar', '12': '76.5_T2T_ViT_12.pth.tar',
-    '14': '81.5_T2T_ViT_14.pth.tar (224) or 83.3_T2T_ViT_14.pth.tar (384)', '19': '81.9_T2T_ViT_19.pth.tar',
-    '24': '82.3_T2T_ViT_24.pth.tar or 84.2_T2T_ViT_24.pth.tar (token labeling)',
-    't_14': '81.7_T2T_ViTt_14.pth.tar', 't_19': '82.4_T2T_ViTt_19.pth.tar', 't_24': '82.6_T2T_ViTt_24.pth.tar',
-}
+_RELEASE = 'https://github.com/yitu-opensource/T2T-ViT/releases/download/main/'
+_LICENSE = 'BSD-3-Clause-Clear'
 
 
 def _run(fn: Callable, *args):
@@ -106,7 +106,7 @@ class PerformerTokenMixer(nn.Module):
         self.proj = nn.Linear(dims, dims)
         self.drop = nn.Dropout(drop)
         self.norm2 = nn.LayerNorm(dims)
-        self.mlp = Mlp(dims, dims, drop=drop)
+        self.mlp = Mlp(dims, dims, drop=(0.0, drop))  # dropout after fc2 only, as the official MLP
         w = nn.init.orthogonal_(torch.empty(self.num_features, dims)) * math.sqrt(self.num_features)
         self.register_buffer('w', w, persistent=True)
         self.eps = 1e-8  # keeps the normaliser away from 0
@@ -193,32 +193,8 @@ class TokensToToken(nn.Module):
         return self.project(tokens), grid, maps
 
 
-_PERFORMER = dict(t2t_type='performer')
-_TRANSFORMER = dict(t2t_type='transformer')
-
-
-def _arch(embed_dims: int, depth: int, num_heads: int, mlp_ratio: float, kind: dict) -> dict:
-    return dict(embed_dims=embed_dims, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, token_dims=64,
-                kernel_ratio=0.5, qkv_bias=False, **kind)
-
-
-def _zoo() -> Dict[str, dict]:
-    zoo = {
-        '7': _arch(256, 7, 4, 2., _PERFORMER), '10': _arch(256, 10, 4, 2., _PERFORMER),
-        '12': _arch(256, 12, 4, 2., _PERFORMER), '14': _arch(384, 14, 6, 3., _PERFORMER),
-        '19': _arch(448, 19, 7, 3., _PERFORMER), '24': _arch(512, 24, 8, 3., _PERFORMER),
-        't_14': _arch(384, 14, 6, 3., _TRANSFORMER), 't_19': _arch(448, 19, 7, 3., _TRANSFORMER),
-        't_24': _arch(512, 24, 8, 3., _TRANSFORMER),
-        # official constructors without released weights
-        '14_resnext': _arch(384, 14, 32, 3., _PERFORMER), '14_wide': _arch(768, 4, 12, 3., _PERFORMER),
-    }
-    for name in list(zoo):  # aliases: the official function names
-        zoo[f't2t_vit_{name}'] = zoo[name]
-    return zoo
-
-
 @register_model
-class T2TViT(PyramidBackbone):
+class T2TViT(SingleScaleBackbone):
     """T2T-ViT backbone returning NCHW maps at strides 4/8/16/32 for any input size.
 
     Args:
@@ -242,12 +218,39 @@ class T2TViT(PyramidBackbone):
         with_cp: activation checkpointing of every T2T layer and block.
     """
 
-    arch_zoo = _zoo()
+    arch_zoo = {
+        '7': dict(embed_dims=256, depth=7, num_heads=4, mlp_ratio=2.0),
+        '10': dict(embed_dims=256, depth=10, num_heads=4, mlp_ratio=2.0),
+        '12': dict(embed_dims=256, depth=12, num_heads=4, mlp_ratio=2.0),
+        '14': dict(embed_dims=384, depth=14, num_heads=6, mlp_ratio=3.0),
+        '19': dict(embed_dims=448, depth=19, num_heads=7, mlp_ratio=3.0),
+        '24': dict(embed_dims=512, depth=24, num_heads=8, mlp_ratio=3.0),
+        't_14': dict(embed_dims=384, depth=14, num_heads=6, mlp_ratio=3.0, t2t_type='transformer'),
+        't_19': dict(embed_dims=448, depth=19, num_heads=7, mlp_ratio=3.0, t2t_type='transformer'),
+        't_24': dict(embed_dims=512, depth=24, num_heads=8, mlp_ratio=3.0, t2t_type='transformer'),
+        # official constructors without released weights
+        '14_resnext': dict(embed_dims=384, depth=14, num_heads=32, mlp_ratio=3.0),
+        '14_wide': dict(embed_dims=768, depth=4, num_heads=12, mlp_ratio=3.0),
+    }
+    arch_aliases = {f't2t_vit_{name}': name for name in arch_zoo}  # the official function names
     essential_keys = ('embed_dims', 'depth', 'num_heads', 'mlp_ratio')
-    weights_hint = (f'official ImageNet checkpoints of yitu-opensource/T2T-ViT, {WEIGHTS_URL}<file> (e.g. '
-                    f'{WEIGHTS_URL}81.5_T2T_ViT_14.pth.tar); files: '
-                    + '; '.join(f'arch {k}: {v}' for k, v in WEIGHTS_FILES.items()))
-    new_param_prefixes = ('pyramid.', )
+    arch_defaults = dict(t2t_type='performer', token_dims=64, kernel_ratio=0.5, qkv_bias=False)
+    official_weights = {
+        '7': OfficialWeights('7', _RELEASE + '71.7_T2T_ViT_7.pth.tar', _LICENSE, 71.7),
+        '10': OfficialWeights('10', _RELEASE + '75.2_T2T_ViT_10.pth.tar', _LICENSE, 75.2),
+        '12': OfficialWeights('12', _RELEASE + '76.5_T2T_ViT_12.pth.tar', _LICENSE, 76.5),
+        '14': OfficialWeights('14', _RELEASE + '81.5_T2T_ViT_14.pth.tar', _LICENSE, 81.5),
+        '14_384': OfficialWeights('14', _RELEASE + '83.3_T2T_ViT_14.pth.tar', _LICENSE, 83.3, input_size=384,
+                                  kwargs=dict(pretrain_img_size=384)),
+        '19': OfficialWeights('19', _RELEASE + '81.9_T2T_ViT_19.pth.tar', _LICENSE, 81.9),
+        '24': OfficialWeights('24', _RELEASE + '82.3_T2T_ViT_24.pth.tar', _LICENSE, 82.3),
+        '24_token_labeling': OfficialWeights('24', _RELEASE + '84.2_T2T_ViT_24.pth.tar', _LICENSE, 84.2,
+                                             note='trained with token labeling'),
+        't_14': OfficialWeights('t_14', _RELEASE + '81.7_T2T_ViTt_14.pth.tar', _LICENSE, 81.7),
+        't_19': OfficialWeights('t_19', _RELEASE + '82.4_T2T_ViTt_19.pth.tar', _LICENSE, 82.4),
+        't_24': OfficialWeights('t_24', _RELEASE + '82.6_T2T_ViTt_24.pth.tar', _LICENSE, 82.6),
+    }
+    stem_names = ('t2t', 'cls_token', 'pos_embed')
     patch_stride = 16
 
     def __init__(self, arch: Union[str, dict] = '14', in_channels: int = 3,
@@ -260,8 +263,7 @@ class T2TViT(PyramidBackbone):
         name = type(self).__name__
         s = self.arch_settings
         embed_dims, depth, num_heads = s['embed_dims'], s['depth'], s['num_heads']
-        t2t_type = s.get('t2t_type', 'performer')
-        token_dims = s.get('token_dims', 64)
+        t2t_type, token_dims = s['t2t_type'], s['token_dims']
         for key, value in (('embed_dims', embed_dims), ('depth', depth), ('num_heads', num_heads),
                            ('token_dims', token_dims)):
             if not isinstance(value, int) or value < 1:
@@ -278,7 +280,7 @@ class T2TViT(PyramidBackbone):
             raise ValueError(f'{name}: pretrain_img_size must be an int or (H, W) >= 16, got {pretrain_img_size!r}')
 
         self.embed_dims = embed_dims
-        self.t2t = TokensToToken(in_channels, embed_dims, token_dims, t2t_type, s.get('kernel_ratio', 0.5),
+        self.t2t = TokensToToken(in_channels, embed_dims, token_dims, t2t_type, s['kernel_ratio'],
                                  t2t_drop_rate)
         # the official table has img_size // 16 cells per side (sizes that are multiples of 16)
         self.pretrain_grid: Size2d = (img_size[0] // self.patch_stride, img_size[1] // self.patch_stride)
@@ -288,95 +290,48 @@ class T2TViT(PyramidBackbone):
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear decay rule
         # plain pre-norm ViT blocks; the official LayerNorms keep PyTorch's default eps 1e-5
         self.blocks = nn.ModuleList(
-            ViTBlock(embed_dims, num_heads, s['mlp_ratio'], s.get('qkv_bias', False), rates[i], norm_eps=1e-5,
+            ViTBlock(embed_dims, num_heads, s['mlp_ratio'], s['qkv_bias'], rates[i], norm_eps=1e-5,
                      window_size=window_size if i in window_block_indexes else 0) for i in range(num_blocks))
         self.norm = nn.LayerNorm(embed_dims) if final_norm else None
         self.pyramid = SimpleFeaturePyramid(embed_dims, (token_dims, token_dims) if use_t2t_fine_maps else (),
                                             levels=self.out_indices)  # branches of returned levels only
         self.out_channels: Tuple[int, ...] = tuple(self.pyramid.out_channels)
         self.num_layers = num_blocks
-        # stage s holds blocks [bounds[s], bounds[s + 1])
-        self.stage_bounds = tuple(num_blocks * i // 4 for i in range(5))
-        self._pos_cache = SizeCache()
 
         self.apply(init_linear_and_layernorm)  # the official initialisation (training from scratch)
         trunc_normal_(self.cls_token, std=.02)
-        self.register_load_state_dict_pre_hook(self._resize_pos_embed_on_load)
-
-    # ------------------------------------------------------------------------------------------ position table
-    @staticmethod
-    def _resize_pos_embed_on_load(module: 'T2TViT', state_dict: dict, prefix: str, *args) -> None:
-        """A checkpoint made at another resolution (square grid, e.g. 24x24+1 at 384) is resized to ours.
-
-        A static hook that gets the module as argument, so copies of the model (deepcopy) use their own table."""
-        key = prefix + 'pos_embed'
-        value = state_dict.get(key)
-        if value is None or value.shape == module.pos_embed.shape or value.dim() != 3:
-            return
-        side = math.isqrt(value.shape[1] - 1)
-        if side * side != value.shape[1] - 1:
-            return  # not a square grid: left for load_state_dict to report the shape mismatch
-        state_dict[key] = resize_grid_embed(value, (side, side), module.pretrain_grid, num_extra_tokens=1,
-                                            mode='bicubic')
-
-    def position_embedding(self, grid: Size2d) -> torch.Tensor:
-        """(1, 1 + h*w, D): the table resized (bicubic, class entry kept) to the actual grid, cached per size."""
-        return self._pos_cache.get(grid, [self.pos_embed], lambda: resize_grid_embed(
-            self.pos_embed, self.pretrain_grid, grid, num_extra_tokens=1, mode='bicubic'))
+        self.register_load_state_dict_pre_hook(self.resize_pos_embed_on_load)
 
     # ------------------------------------------------------------------------------------------------- forward
+    def embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Size2d, Tuple[torch.Tensor, torch.Tensor]]:
+        """(B, C, H, W) -> tokens (B, 1 + h*w, D) with the class token and position table, the stride-16 grid, and
+        the T2T stride-4/8 token maps. The image is zero-padded to a multiple of 4, so that the grids have ``ceil``
+        sizes (the official grid is ``floor((H-3)/4)+1``: the same for multiples of 4)."""
+        tokens, grid, (map4, map8) = self.t2t(self.pad_to_patches(x, 4), run=self.checkpoint)
+        return self.with_class_token(tokens, grid), grid, (map4, map8)
+
     def forward_intermediates(self, x: torch.Tensor, block_indices: Iterable[int] = (),
                               official_grid: bool = False) -> Dict[str, torch.Tensor]:
         """Run the network and return its maps (all NCHW, class token dropped).
 
-        Keys: ``stride4``/``stride8`` (T2T token maps), ``tokens`` (stride-16 projection, before class token and
-        position table), ``block{i}`` for ``block_indices``, ``feature`` (the pyramid's input). With
-        ``official_grid`` the input is not padded to a multiple of 4 (the official grid ``floor((H-3)/4)+1``;
-        used for parity, identical when H and W are multiples of 4).
+        Keys: ``stride4``/``stride8`` (T2T token maps), ``tokens`` (stride-16 projection, before the class token and
+        position table), ``block{i}`` for ``block_indices``, ``feature`` (the pyramid's input).
         """
         self.check_input(x)
         block_indices = set(block_indices)
         if not official_grid:
-            x = F.pad(x, (0, -x.shape[-1] % 4, 0, -x.shape[-2] % 4))
-        tokens, (h, w), (map4, map8) = self.t2t(x, run=self.checkpoint)
-        batch = tokens.shape[0]
-        feats = {'stride4': map4, 'stride8': map8, 'tokens': tokens_to_map(tokens, (h, w))}
-        x = torch.cat([self.cls_token.expand(batch, -1, -1), tokens], dim=1) + self.position_embedding((h, w))
+            x = self.pad_to_patches(x, 4)
+        tokens, grid, (map4, map8) = self.t2t(x, run=self.checkpoint)
+        feats = {'stride4': map4, 'stride8': map8, 'tokens': tokens_to_map(tokens, grid)}
+        x = self.with_class_token(tokens, grid)
         for i, block in enumerate(self.blocks):
-            x = self.checkpoint(block, x, (h, w))
+            x = self.checkpoint(block, x, grid)
             if i in block_indices:
-                feats[f'block{i}'] = tokens_to_map(x[:, 1:], (h, w))
+                feats[f'block{i}'] = tokens_to_map(x[:, 1:], grid)
         if self.norm is not None:
             x = self.norm(x)
-        feats['feature'] = tokens_to_map(x[:, 1:], (h, w))
+        feats['feature'] = tokens_to_map(x[:, 1:], grid)
         return feats
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        self.check_input(x)
-        if x.shape[0] == 0:
-            return self.empty_outputs(x)
-        height, width = x.shape[-2:]
-        feats = self.forward_intermediates(x)
-        outs = self.pyramid(feats['feature'], fine_maps=(feats['stride4'], feats['stride8']),
-                            levels=self.out_indices)
-        # deconvolved levels cover 4*ceil(H/16) >= ceil(H/4) cells: crop to the exact size
-        return tuple(out[..., :ceil_div(height, 2 ** (level + 2)), :ceil_div(width, 2 ** (level + 2))]
-                     for level, out in zip(self.out_indices, outs))
-
-    # ------------------------------------------------------------------------------------------------ training
-    def frozen_modules(self, frozen_stages: int) -> Iterable[Union[nn.Module, nn.Parameter]]:
-        yield from (self.t2t, self.cls_token, self.pos_embed)
-        yield from self.blocks[:self.stage_bounds[min(frozen_stages, 4)]]
-        if frozen_stages >= 4 and self.norm is not None:
-            yield self.norm
-
-    def layer_depth(self, name: str) -> int:
-        if name.startswith(('t2t.', 'cls_token', 'pos_embed')):
-            return 0
-        match = re.match(r'blocks\.(\d+)\.', name)
-        if match:
-            return int(match.group(1)) + 1
-        return self.num_layers + 1
 
     # --------------------------------------------------------------------------------------------- checkpoints
     @staticmethod
@@ -400,66 +355,3 @@ class T2TViT(PyramidBackbone):
                     break
             converted[key] = value
         return converted
-
-
-# ------------------------------------------------------------------------------------------------------ parity
-def arch_from_official_keys(shapes: Dict[str, Sequence[int]], variant: str = '') -> dict:
-    """Hyper-parameters of an official-layout state dict (``{key: shape}``); heads come from the named variant
-    when its width matches, else the 64-wide heads all released models use."""
-    embed_dims = int(shapes['cls_token'][-1])
-    depth = 1 + max(int(k.split('.')[1]) for k in shapes if k.startswith('blocks.'))
-    performer = 'tokens_to_token.attention1.w' in shapes
-    token_dims = int(shapes['tokens_to_token.project.weight'][1]) // SOFT_SPLITS[2][0] ** 2
-    name = variant.lower().replace('-', '_')
-    name = name[len('t2t_vit_'):] if name.startswith('t2t_vit_') else name
-    known = T2TViT.arch_zoo.get(name)
-    num_heads = known['num_heads'] if known and known['embed_dims'] == embed_dims else max(1, embed_dims // 64)
-    arch = dict(embed_dims=embed_dims, depth=depth, num_heads=num_heads,
-                mlp_ratio=shapes['blocks.0.mlp.fc1.weight'][0] / embed_dims, token_dims=token_dims,
-                qkv_bias='blocks.0.attn.qkv.bias' in shapes,
-                t2t_type='performer' if performer else 'transformer')
-    if performer:
-        arch['kernel_ratio'] = shapes['tokens_to_token.attention1.w'][0] / token_dims
-    return arch
-
-
-def _official_grid(hw: Sequence[int]) -> Size2d:
-    sizes = []
-    for size in hw:
-        for step in range(3):
-            size = soft_split_size(size, step)
-        sizes.append(size)
-    return tuple(sizes)
-
-
-@register_parity_adapter('t2t_vit')
-def _parity_adapter(fixture: dict) -> ParityAdapter:
-    """Any official T2T-ViT fixture: variant from the key shapes, position-table grid from its length (the
-    input's stride-16 grid when the counts match, else a square grid), outputs as the fixture notes say."""
-    shapes = {key: tuple(shape) for key, shape, _ in fixture['keys']}
-    arch = arch_from_official_keys(shapes, fixture.get('variant', ''))
-    in_channels = shapes['tokens_to_token.attention1.' + (
-        'kqv.weight' if arch['t2t_type'] == 'performer' else 'attn.qkv.weight')][1] // SOFT_SPLITS[0][0] ** 2
-    grid_count = shapes['pos_embed'][1] - 1
-    input_grid = _official_grid(fixture['input_hw'])
-    side = math.isqrt(grid_count)
-    if input_grid[0] * input_grid[1] == grid_count:
-        pretrain_grid = input_grid
-    elif side * side == grid_count:
-        pretrain_grid = (side, side)
-    else:
-        raise ValueError(f'pos_embed of {grid_count} grid cells matches neither the input grid {input_grid} nor '
-                         f'a square grid')
-    blocks = sorted(int(m.group(1)) for m in (re.fullmatch(r'block(\d+)', k) for k in fixture['outputs']) if m)
-    names = {'t2t_stride4': 'stride4', 't2t_stride8': 'stride8', 'tokens': 'tokens', 'norm': 'feature'}
-
-    def build() -> T2TViT:
-        return T2TViT(arch=arch, in_channels=in_channels, pretrain_img_size=tuple(16 * g for g in pretrain_grid))
-
-    def outputs(model: T2TViT, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        feats = model.forward_intermediates(x, block_indices=blocks, official_grid=True)
-        result = {name: feats[key] for name, key in names.items()}
-        result.update({f'block{i}': feats[f'block{i}'] for i in blocks})
-        return result
-
-    return ParityAdapter(build, outputs)

@@ -50,24 +50,24 @@ Checkpoints (through ``init_cfg`` and :meth:`TNT.convert_checkpoint`): the offic
 (``tnt_s_legacy_patch16_224``, also mmpretrain's TNT) computes something else (conv over the whole image, other
 projection) and is refused with an explanation.
 """
-import math
 import re
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.layers import trunc_normal_
 
 from ...checkpoint import CheckpointError, StateDict
-from ...testing.parity import ParityAdapter, register_parity_adapter
 from ...registry import register_model
-from ..layers import (SimpleFeaturePyramid, SizeCache, ViTBlock, init_linear_and_layernorm, resize_grid_embed,
-                      tokens_to_map)
-from ..layers.traceable import ceil_div, is_exporting, pad_to_multiple
-from .base import PyramidBackbone
-
-Size2d = Tuple[int, int]
+from ..layers import (
+    SimpleFeaturePyramid,
+    Size2d,
+    ViTBlock,
+    init_linear_and_layernorm,
+    tokens_to_map,
+)
+from .base import HALF, OfficialWeights
+from .single_scale import SingleScaleBackbone
 
 PATCH_SIZE = 16  # pixels per sentence (patch) side: the stride of the sentence map
 WORD_STRIDE = 4  # stride of the word convolution: the stride of the word map
@@ -75,8 +75,7 @@ WORD_GRID = PATCH_SIZE // WORD_STRIDE  # 4x4 words per patch
 NUM_WORDS = WORD_GRID * WORD_GRID
 NORM_EPS = 1e-5  # the official nn.LayerNorm default, everywhere
 
-WEIGHTS_URL = 'https://github.com/huawei-noah/Efficient-AI-Backbones/releases/download/tnt/'
-WEIGHTS_FILES = {'s': 'tnt_s_81.5.pth.tar', 'b': 'tnt_b_82.9.pth.tar'}
+_RELEASE = 'https://github.com/huawei-noah/Efficient-AI-Backbones/releases/download/tnt/'
 
 # timm's names for the official model (timm >= 1.0.16, non-legacy TNT) -> the official names
 _TIMM_BLOCK_NAMES = {'norm_in': 'inner_norm1', 'attn_in': 'inner_attn', 'norm_mlp_in': 'inner_norm2',
@@ -163,15 +162,8 @@ class TNTBlock(nn.Module):
         return words, self.outer(sentences, grid)
 
 
-def _zoo() -> Dict[str, dict]:
-    small = dict(embed_dims=384, inner_dims=24, depth=12, num_heads=6, inner_heads=4, mlp_ratio=4.)
-    base = dict(embed_dims=640, inner_dims=40, depth=12, num_heads=10, inner_heads=4, mlp_ratio=4.)
-    return {**dict.fromkeys(['s', 'small', 'tnt_s_patch16_224'], small),
-            **dict.fromkeys(['b', 'base', 'tnt_b_patch16_224'], base)}
-
-
 @register_model
-class TNT(PyramidBackbone):
+class TNT(SingleScaleBackbone):
     """TNT backbone with ViTDet's simple feature pyramid (see the module docstring).
 
     Args:
@@ -191,13 +183,23 @@ class TNT(PyramidBackbone):
         with_cp: activation checkpointing of every block.
     """
 
-    arch_zoo = _zoo()
+    arch_zoo = {
+        's': dict(embed_dims=384, inner_dims=24, depth=12, num_heads=6, inner_heads=4),
+        'b': dict(embed_dims=640, inner_dims=40, depth=12, num_heads=10, inner_heads=4),
+    }
+    arch_aliases = {'small': 's', 'tnt_s_patch16_224': 's', 'base': 'b', 'tnt_b_patch16_224': 'b'}
     essential_keys = ('embed_dims', 'inner_dims', 'depth', 'num_heads', 'inner_heads')
-    weights_hint = (f'official ImageNet checkpoints of huawei-noah/Efficient-AI-Backbones (tnt_pytorch): '
-                    f'{WEIGHTS_URL}{WEIGHTS_FILES["s"]} (TNT-S), {WEIGHTS_URL}{WEIGHTS_FILES["b"]} (TNT-B); timm\'s '
-                    f'conversions https://huggingface.co/timm/tnt_s_patch16_224.in1k and '
-                    f'https://huggingface.co/timm/tnt_b_patch16_224.in1k load too')
-    new_param_prefixes = ('pyramid.', )
+    arch_defaults = dict(mlp_ratio=4.0, qkv_bias=False)
+    official_weights = {
+        's': OfficialWeights('s', _RELEASE + 'tnt_s_81.5.pth.tar', 'not stated (huawei-noah/Efficient-AI-Backbones)',
+                             81.5, mean=HALF, std=HALF),
+        'b': OfficialWeights('b', _RELEASE + 'tnt_b_82.9.pth.tar', 'not stated (huawei-noah/Efficient-AI-Backbones)',
+                             82.9, mean=HALF, std=HALF),
+    }
+    weights_note = ("timm's conversions https://huggingface.co/timm/tnt_s_patch16_224.in1k and "
+                    'https://huggingface.co/timm/tnt_b_patch16_224.in1k load too.')
+    stem_names = ('patch_embed', 'inner_pos', 'to_sentence', 'cls_token', 'outer_pos')
+    pos_embed_name = 'outer_pos'
 
     def __init__(self, arch: Union[str, dict] = 's', in_channels: int = 3,
                  pretrain_img_size: Union[int, Sequence[int]] = 224, out_indices: Sequence[int] = (0, 1, 2, 3),
@@ -218,7 +220,7 @@ class TNT(PyramidBackbone):
                              f'(pyramid widths D/4, D/2)')
         if inner_dims % inner_heads:
             raise ValueError(f'{name}: inner_dims {inner_dims} must be divisible by inner_heads {inner_heads}')
-        mlp_ratio = s.get('mlp_ratio', 4.)
+        mlp_ratio = s['mlp_ratio']
         if not isinstance(mlp_ratio, (int, float)) or mlp_ratio <= 0:
             raise ValueError(f'{name}: arch mlp_ratio must be positive, got {mlp_ratio!r}')
         num_blocks, window_block_indexes = self.check_block_args(
@@ -230,7 +232,7 @@ class TNT(PyramidBackbone):
 
         self.embed_dims, self.inner_dims = embed_dims, inner_dims
         self.pretrain_grid: Size2d = (img_size[0] // PATCH_SIZE, img_size[1] // PATCH_SIZE)
-        qkv_bias = bool(s.get('qkv_bias', False))
+        qkv_bias = bool(s['qkv_bias'])
         # stem: words, their position table, sentences (projection has a bias here), class token, sentence table
         self.patch_embed = WordEmbed(in_channels, inner_dims)
         self.inner_pos = nn.Parameter(torch.zeros(1, NUM_WORDS, inner_dims))
@@ -248,40 +250,12 @@ class TNT(PyramidBackbone):
                                             levels=self.out_indices)
         self.out_channels: Tuple[int, ...] = tuple(self.pyramid.out_channels)
         self.num_layers = num_blocks
-        # stage s holds blocks [stage_bounds[s], stage_bounds[s + 1])
-        self.stage_bounds = tuple(num_blocks * i // 4 for i in range(5))
-        self._pos_cache = SizeCache()
 
         # the official initialisation (training from scratch): Linear/LN, the three tables; the conv keeps torch's
         self.apply(init_linear_and_layernorm)
         for table in (self.cls_token, self.outer_pos, self.inner_pos):
             trunc_normal_(table, std=.02)
-        self.register_load_state_dict_pre_hook(self._resize_outer_pos_on_load)
-
-    # ---------------------------------------------------------------------------------------------- position table
-    @staticmethod
-    def _resize_outer_pos_on_load(module: 'TNT', state_dict: dict, prefix: str, *args) -> None:
-        """A checkpoint made at another resolution (square grid) is resized to the model's ``pretrain_img_size``.
-
-        A static hook that gets the module as argument, so copies of the model (deepcopy) use their own table."""
-        key = prefix + 'outer_pos'
-        value = state_dict.get(key)
-        if (value is None or value.dim() != 3 or value.shape == module.outer_pos.shape
-                or value.shape[-1] != module.outer_pos.shape[-1]):
-            return
-        side = math.isqrt(value.shape[1] - 1)
-        if side * side != value.shape[1] - 1:
-            return  # not a square grid: left for load_state_dict to report the shape mismatch
-        state_dict[key] = resize_grid_embed(value, (side, side), module.pretrain_grid, num_extra_tokens=1,
-                                            mode='bicubic')
-
-    def position_embedding(self, grid: Size2d) -> torch.Tensor:
-        """(1, 1 + h*w, D): ``outer_pos`` resized (bicubic, class entry kept) to the actual grid, cached per size."""
-        grid = tuple(grid)
-        if not is_exporting() and grid == self.pretrain_grid:  # (a traced grid: resize_grid_embed decides)
-            return self.outer_pos
-        return self._pos_cache.get(grid, [self.outer_pos], lambda: resize_grid_embed(
-            self.outer_pos, self.pretrain_grid, grid, num_extra_tokens=1, mode='bicubic'))
+        self.register_load_state_dict_pre_hook(self.resize_pos_embed_on_load)
 
     # ------------------------------------------------------------------------------------------------------ forward
     def forward_intermediates(self, x: torch.Tensor, block_indices: Iterable[int] = (),
@@ -300,13 +274,10 @@ class TNT(PyramidBackbone):
         if official_grid:
             x = x[..., :height - height % PATCH_SIZE, :width - width % PATCH_SIZE]
         else:
-            x = F.pad(x, (0, pad_to_multiple(width, PATCH_SIZE), 0, pad_to_multiple(height, PATCH_SIZE)))
+            x = self.pad_to_patches(x)
         words, grid = self.patch_embed(x)  # (B*N, 16, c)
         words = words + self.inner_pos
-        batch = x.shape[0]
-        sentences = torch.cat([self.cls_token.expand(batch, -1, -1), self.to_sentence(words, batch, grid[0] * grid[1])],
-                              dim=1)
-        sentences = sentences + self.position_embedding(grid)  # (B, 1 + N, D)
+        sentences = self.with_class_token(self.to_sentence(words, x.shape[0], grid[0] * grid[1]), grid)  # (B, 1+N, D)
         feats = {}
         for i, block in enumerate(self.blocks):
             words, sentences = self.checkpoint(block, words, sentences, grid)
@@ -318,33 +289,12 @@ class TNT(PyramidBackbone):
         feats['feature'] = tokens_to_map(sentences[:, 1:], grid)
         return feats
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        self.check_input(x)
-        height, width = x.shape[-2:]
+    def forward_feature(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[torch.Tensor, ...]]:
         feats = self.forward_intermediates(x)
         fine_maps = ()
         if self.use_word_fine_maps:  # stride 4 as it is, stride 8 by 2x2 space-to-depth (4c channels)
-            words = feats['words']
-            fine_maps = (words, space_to_depth2(words))
-        outs = self.pyramid(feats['feature'], fine_maps=fine_maps, levels=self.out_indices)
-        # the grid covers the image padded to whole patches: crop each level to ceil(size / stride)
-        return tuple(out[..., :ceil_div(height, 2 ** (level + 2)), :ceil_div(width, 2 ** (level + 2))]
-                     for level, out in zip(self.out_indices, outs))
-
-    # ----------------------------------------------------------------------------------------------------- training
-    def frozen_modules(self, frozen_stages: int) -> Iterable[Union[nn.Module, nn.Parameter]]:
-        yield from (self.patch_embed, self.inner_pos, self.to_sentence, self.cls_token, self.outer_pos)
-        yield from self.blocks[:self.stage_bounds[min(frozen_stages, 4)]]
-        if frozen_stages >= 4 and self.norm is not None:
-            yield self.norm
-
-    def layer_depth(self, name: str) -> int:
-        if name.startswith(('patch_embed.', 'to_sentence.', 'inner_pos', 'cls_token', 'outer_pos')):
-            return 0
-        match = re.match(r'blocks\.(\d+)\.', name)
-        if match:
-            return int(match.group(1)) + 1
-        return self.num_layers + 1
+            fine_maps = (feats['words'], space_to_depth2(feats['words']))
+        return feats['feature'], fine_maps
 
     # -------------------------------------------------------------------------------------------------- checkpoints
     @staticmethod
@@ -364,7 +314,7 @@ class TNT(PyramidBackbone):
                 'This is a checkpoint of timm\'s legacy TNT (tnt_s_legacy_patch16_224, also mmpretrain\'s TNT): it '
                 'runs the word convolution over the whole image and has another word-to-sentence projection, so it '
                 'computes something else than the official TNT implemented here. Use the official weights '
-                f'({WEIGHTS_URL}{WEIGHTS_FILES["s"]}) or timm\'s tnt_s_patch16_224.in1k instead.')
+                f'({TNT.official_weights["s"].url}) or timm\'s tnt_s_patch16_224.in1k instead.')
         official = {}
         for key, value in state_dict.items():
             if key.startswith(('head.', 'head_drop.')) or key == 'outer_tokens':
@@ -396,57 +346,3 @@ class TNT(PyramidBackbone):
                 key = f'{prefix}{side}.{part}.{rest}'
             converted[key] = value
         return converted
-
-
-# --------------------------------------------------------------------------------------------------------- parity
-def arch_from_official_keys(shapes: Dict[str, Sequence[int]], variant: str = '') -> dict:
-    """Hyper-parameters of an official-layout state dict (``{key: shape}``). The head counts are not visible in
-    shapes: they come from the named variant when its widths match, else the official rule (64 channels per outer
-    head, 4 inner heads)."""
-    embed_dims = int(shapes['cls_token'][-1])
-    num_words, inner_dims = int(shapes['inner_pos'][1]), int(shapes['inner_pos'][2])
-    if num_words != NUM_WORDS:
-        raise ValueError(f'TNT: inner_pos has {num_words} words per patch; only 16x16 patches of 4x4 words (every '
-                         f'released model) are supported')
-    depth = 1 + max(int(k.split('.')[1]) for k in shapes if k.startswith('blocks.'))
-    known = TNT.arch_zoo.get(str(variant).lower())
-    if known and known['embed_dims'] == embed_dims and known['inner_dims'] == inner_dims:
-        num_heads, inner_heads = known['num_heads'], known['inner_heads']
-    else:
-        num_heads, inner_heads = max(1, embed_dims // 64), 4 if inner_dims % 4 == 0 else 1
-    return dict(embed_dims=embed_dims, inner_dims=inner_dims, depth=depth, num_heads=num_heads,
-                inner_heads=inner_heads, mlp_ratio=shapes['blocks.0.outer_mlp.fc1.weight'][0] / embed_dims,
-                qkv_bias='blocks.0.outer_attn.qk.bias' in shapes)
-
-
-@register_parity_adapter('tnt')
-def _parity_adapter(fixture: dict) -> ParityAdapter:
-    """Any official TNT fixture: variant from the key shapes; ``outer_pos`` grid from its length (the input's
-    patch grid when the counts match, else square). Outputs ``block{i}`` (sentence maps, class token dropped),
-    ``inner_last`` (the last block's words as a stride-4 map), ``norm`` (final LayerNorm); the input's remainder
-    pixels beyond whole patches are dropped as the official ``nn.Unfold`` does."""
-    shapes = {key: tuple(shape) for key, shape, _ in fixture['keys']}
-    arch = arch_from_official_keys(shapes, fixture.get('variant', ''))
-    in_channels = int(shapes['patch_embed.proj.weight'][1])
-    grid_count = int(shapes['outer_pos'][1]) - 1
-    input_grid = tuple(int(s) // PATCH_SIZE for s in fixture['input_hw'])
-    side = math.isqrt(grid_count)
-    if input_grid[0] * input_grid[1] == grid_count:
-        pretrain_grid = input_grid
-    elif side * side == grid_count:
-        pretrain_grid = (side, side)
-    else:
-        raise ValueError(f'outer_pos of {grid_count} grid cells matches neither the input grid {input_grid} nor a '
-                         f'square grid')
-    blocks = sorted(int(m.group(1)) for m in (re.fullmatch(r'block(\d+)', k) for k in fixture['outputs']) if m)
-
-    def build() -> TNT:
-        return TNT(arch=arch, in_channels=in_channels, pretrain_img_size=tuple(PATCH_SIZE * g for g in pretrain_grid))
-
-    def outputs(model: TNT, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        feats = model.forward_intermediates(x, block_indices=blocks, official_grid=True)
-        result = {f'block{i}': feats[f'block{i}'] for i in blocks}
-        result.update(inner_last=feats['words'], norm=feats['feature'])
-        return result
-
-    return ParityAdapter(build, outputs)

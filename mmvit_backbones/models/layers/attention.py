@@ -45,10 +45,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[
     """
     if _NAIVE or torch.onnx.is_in_onnx_export():
         return _textbook_attention(q, k, v, bias, q.shape[-1] ** -0.5 if scale is None else scale)
-    # A bias that needs a gradient (a learnt relative-position bias in training) sends CPU SDPA to its math path:
-    # the textbook computation plus guards for fully masked rows (isneginf/all/where over every map: ~6% of a
-    # PyramidTNT-S training step at 800x1333). Learnt biases are finite, so the guards never act: skip them, and
-    # compute large maps in cache-sized chunks.
+    # A bias that needs a gradient (a learnt relative-position bias in training) sends CPU SDPA to its math path: the
+    # textbook computation plus guards for fully masked rows (isneginf/all/where over every map). Learnt biases are
+    # finite, so the guards never act: skip them, and compute large maps in cache-sized chunks.
     if bias is not None and bias.requires_grad and q.device.type == 'cpu' and torch.is_grad_enabled():
         return chunked_attention(q, k, v, bias, scale)
     splits = _backward_row_splits(q, k, v, bias)
@@ -146,7 +145,7 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: O
 
     For what SDPA cannot fuse on CPU: a bias that needs a gradient, head mixing. The textbook form materialises every
     (B, H, Nq, Nk) map and keeps them for backward; here chunks of at most ``chunk_elements`` map entries (default
-    :data:`MAP_CHUNK_ELEMENTS`, 8 MB: bias, softmax and mixing of a chunk stay in the last-level cache) are written
+    :data:`MAP_CHUNK_ELEMENTS`: bias, softmax and mixing of a chunk stay in the last-level cache) are written
     into one reused workspace, and backward recomputes each chunk's maps from q/k/v (flash attention's recompute),
     so nothing of size Nq x Nk outlives a chunk but the bias gradient. Shapes as :func:`attention`; ``bias``
     broadcastable to (B, H, Nq, Nk). Same values as the textbook form; ONNX export uses the textbook form.
@@ -154,7 +153,7 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: O
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     # one pass: textbook mode, an exported graph (before any size arithmetic: traced sizes are tensors), and
     # torch.compile, which fuses the map operations itself (its trace of the chunk loop with in-place workspace
-    # writes compiled for over 20 minutes on 2 cores for DeepViT-S)
+    # writes takes inductor impractically long to compile)
     if _NAIVE or is_exporting() or torch.compiler.is_compiling():
         return _textbook_attention(q, k, v, bias, scale, mix)
     b, heads, nk = q.shape[0], q.shape[1], k.shape[2]
@@ -184,11 +183,11 @@ def share_bias_gradient(bias: torch.Tensor) -> torch.Tensor:
     """``bias`` (the same values) for several attention calls of one forward, e.g. all blocks of a stage.
 
     In CPU training the chunked backward of each call then adds its bias gradient into one buffer, which autograd
-    receives once, instead of every call returning a bias-sized gradient for autograd to sum. At detection sizes
-    those are large (PyramidTNT-S at 800x1333: its stage-1 bias is 141 MB, once per block), and each was freshly
-    allocated memory, which glibc's malloc maps anew and the kernel faults in page by page: ~20% of the step, in
-    the copies that filled them. Elsewhere (inference, no gradient, export, torch.compile) ``bias`` is returned
-    as it is; gradients that reach the bias another way (textbook mode, small maps) are added as usual.
+    receives once, instead of every call returning a bias-sized gradient for autograd to sum. At detection sizes those
+    are large (a stage bias of PyramidTNT, once per block), and each would be freshly allocated memory, which glibc's
+    malloc maps anew and the kernel faults in page by page. Elsewhere (inference, no gradient, export, torch.compile)
+    ``bias`` is returned as it is; gradients that reach the bias another way (textbook mode, small maps) are added as
+    usual.
     """
     if (not torch.is_grad_enabled() or not bias.requires_grad or bias.device.type != 'cpu' or is_exporting()
             or torch.compiler.is_compiling()):

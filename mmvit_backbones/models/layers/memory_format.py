@@ -4,25 +4,24 @@ Transformer backbones keep their activations as tokens ``(B, N, C)``; a convolut
 convs in the feed-forward, spatial reductions, patch merging) sees them as ``tokens.transpose(1, 2).reshape(B, C, H,
 W)``, a free view whose strides are exactly the channels-last (NHWC) layout. With a default (NCHW) weight, PyTorch's
 CPU convolution (oneDNN) then copies such an input to NCHW and returns an NCHW output, which the next
-``flatten(2).transpose(1, 2)`` turns back into strided tokens: two full-size copies per convolution (24% of Shunted-S's
-forward at 800x1344). With the weight stored channels-last the convolution runs in NHWC on the view as it is and
-returns an NHWC map whose token view is contiguous again. For plain NCHW inputs (images) the input is reordered once
-and the following convolutions stay in NHWC, which is also oneDNN's fast layout (2-3x faster than NCHW for the 3x3
-convs of a ResNet at detection sizes) and cuDNN's for mixed precision.
+``flatten(2).transpose(1, 2)`` turns back into strided tokens: two full-size copies per convolution. With the weight
+stored channels-last the convolution runs in NHWC on the view as it is and returns an NHWC map whose token view is
+contiguous again. For plain NCHW inputs (images) the input is reordered once and the following convolutions stay in
+NHWC, which is also oneDNN's fast layout for the 3x3 convs of a ResNet at detection sizes and cuDNN's for mixed
+precision.
 
 :func:`channels_last_conv_weights` converts the weights in place once at construction. The layout survives
 ``load_state_dict`` (an in-place copy), ``.to(device)``, ``.cuda()`` and optimizer steps; the values, parameter names
 and checkpoints are unchanged.
 
-One part of NHWC is slow on CPU: oneDNN's **weight gradient** of a dense convolution with a spatial kernel (3x3,
-2x2 transposed, strided), 2-5x slower than in NCHW (torch 2.13, 2 threads: 128 channels 3x3 at 200x336, 940 vs 250
-ms), while the input gradient and the forward are faster in NHWC, and 1x1 and depthwise convolutions are fast in both.
-Such convolutions therefore become :class:`ChannelsLastConv2d` / :class:`ChannelsLastConvTranspose2d` (same
-parameters and state dict; ``isinstance`` of ``nn.Conv2d``/``nn.ConvTranspose2d``): on CPU, when the weight needs a
-gradient and the input map is large (:data:`SPLIT_MIN_ELEMENTS`), the backward computes the input gradient in NHWC
-and the weight gradient from NCHW copies of the input and the output gradient (the same oneDNN kernels, bit-identical
-results). Everything else (CUDA, inference, frozen weights, small maps, export, ``torch.compile``, autocast) runs
-the plain convolution.
+One part of NHWC is slow on CPU: oneDNN's **weight gradient** of a dense convolution with a spatial kernel (3x3, 2x2
+transposed, strided), several times slower than in NCHW, while the input gradient and the forward are faster in NHWC,
+and 1x1 and depthwise convolutions are fast in both. Such convolutions therefore become :class:`ChannelsLastConv2d` /
+:class:`ChannelsLastConvTranspose2d` (same parameters and state dict; ``isinstance`` of ``nn.Conv2d`` /
+``nn.ConvTranspose2d``): on CPU, when the weight needs a gradient and the input map is large
+(:data:`SPLIT_MIN_ELEMENTS`), the backward computes the input gradient in NHWC and the weight gradient from NCHW copies
+of the input and the output gradient (the same oneDNN kernels, bit-identical results). Everything else (CUDA, inference,
+frozen weights, small maps, export, ``torch.compile``, autocast) runs the plain convolution.
 
 :func:`tokens_to_map` is that token -> map view, shared by the token backbones.
 """
@@ -66,8 +65,7 @@ class _WeightGradInNCHW(torch.autograd.Function):
 
 
 # Input values per image from which the split backward pays: below ~1M (e.g. 64 channels at 128x128) the NHWC weight
-# gradient is no slower and the two copies would cost (3x3 convs, 2 threads: at 64 channels x 200x200 144 vs 194 ms,
-# at 256 channels x 16x16 equal).
+# gradient is no slower and the two copies would cost more than they save (docs/benchmarks).
 SPLIT_MIN_ELEMENTS = 2 ** 20
 
 

@@ -3,11 +3,10 @@ a CPU backward made of two GEMMs.
 
 A convolution with kernel == stride, no padding and no dilation sees every input value once: it is a linear layer
 over non-overlapping patches, and its transposed form is a linear layer that writes non-overlapping patches. oneDNN
-runs their forward well, but its CPU backward is slow on token maps (channels-last; torch 2.13, 2 threads,
-800x1344 input, forward+backward): ViTDet's ConvTranspose 2x2/2 198 -> 99 channels at 100x168 484 ms, DeepViT-S's
-8x8/8 patch convolution (64 -> 396 channels at 400x672) 1227 ms, about 20 GFLOP/s; the NCHW weight gradient of
-:class:`~.memory_format.ChannelsLastConv2d` does not help them (394-459 and 1297-1434 ms). Written as GEMMs over
-the patch matrix the same steps take 103 and 422 ms.
+runs their forward well, but its CPU backward is slow on token maps (channels-last), far below the machine's GEMM
+rate (e.g. ViTDet's 2x2/2 up-convolutions, DeepViT-S's 8x8/8 patch convolution); the NCHW weight gradient of
+:class:`~.memory_format.ChannelsLastConv2d` does not help them. Written as GEMMs over the patch matrix the same
+steps run at GEMM speed (measurements: docs/benchmarks).
 
 :class:`PatchConv2d` / :class:`PatchConvTranspose2d` are ``nn.Conv2d`` / ``nn.ConvTranspose2d`` (same parameters,
 state dict and ``isinstance``) whose forward is the unchanged aten convolution (bit-identical outputs) and whose
@@ -26,8 +25,7 @@ from torch.autograd.function import once_differentiable
 
 from .memory_format import eager_cpu_training
 
-
-# Patch rows per block of the backward: about this many values of the patched map (8 MB), so that a block's patch
+# Patch rows per block of the backward: about this many values of the patched map, so that a block's patch
 # matrix and GEMM operands stay in the last-level cache and the transient copies are a block, not a map.
 PATCH_BLOCK_ELEMENTS = 2 ** 21
 

@@ -4,16 +4,9 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import LayerNorm2d
 
 from .patch_conv import PatchConvTranspose2d
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an NCHW map (ViTDet's ``LayerNorm`` for conv features)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
-        return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
-                            self.eps).permute(0, 3, 1, 2)
 
 
 class SimpleFeaturePyramid(nn.Module):
@@ -59,13 +52,15 @@ class SimpleFeaturePyramid(nn.Module):
         self.up2: Optional[nn.Module] = None
         if fine_channels:
             if 0 in levels:
-                self.up4 = nn.Sequential(nn.Conv2d(fine_channels[0], dim // 4, 1, bias=False), LayerNorm2d(dim // 4))
+                self.up4 = nn.Sequential(nn.Conv2d(fine_channels[0], dim // 4, 1, bias=False),
+                                         LayerNorm2d(dim // 4, eps=1e-5))
             if 1 in levels:
-                self.up2 = nn.Sequential(nn.Conv2d(fine_channels[1], dim // 2, 1, bias=False), LayerNorm2d(dim // 2))
+                self.up2 = nn.Sequential(nn.Conv2d(fine_channels[1], dim // 2, 1, bias=False),
+                                         LayerNorm2d(dim // 2, eps=1e-5))
         else:
             if 2 in ups:
                 self.up4 = nn.Sequential(
-                    PatchConvTranspose2d(dim, dim // 2, 2), LayerNorm2d(dim // 2), nn.GELU(),
+                    PatchConvTranspose2d(dim, dim // 2, 2), LayerNorm2d(dim // 2, eps=1e-5), nn.GELU(),
                     PatchConvTranspose2d(dim // 2, dim // 4, 2))
             if 1 in ups:
                 self.up2 = PatchConvTranspose2d(dim, dim // 2, 2)

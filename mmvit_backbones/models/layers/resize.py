@@ -15,14 +15,12 @@ the resizes then always run (a resize to the same size is the identity), bicubic
 built from that size (:func:`~.traceable.traced_interpolate`), and nothing is cached (see :mod:`.traceable`).
 """
 from collections import OrderedDict
-from typing import Callable, Hashable, Sequence, Tuple
+from typing import Callable, Hashable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from .traceable import bicubic_matrix, is_exporting, traced_interpolate
-
-Size2d = Tuple[int, int]
+from .traceable import Size2d, bicubic_matrix, is_exporting, traced_interpolate
 
 
 def resize_grid_embed(embed: torch.Tensor, src_hw: Size2d, dst_hw: Size2d, num_extra_tokens: int = 0,
@@ -71,10 +69,9 @@ def resize_dense_bias(bias: torch.Tensor, src_q_hw: Size2d, src_k_hw: Size2d, ds
     Bicubic passes run as products with PyTorch's interpolation matrices (:func:`~.traceable.bicubic_matrix`:
     the same taps and weights as ``F.interpolate``, equal to float rounding). The bias is resized in every training
     step (its table learns), and there the matrices matter: the backward of ``F.interpolate(mode='bicubic')`` is a
-    scalar scatter loop on CPU (PyramidTNT-S at 800x1333: 10% of a training step), that of a matrix product a GEMM.
-    The query pass multiplies along the query axis in place (:func:`_bicubic_over_rows`), so the result comes out
-    in the (Nq, Nk) layout attention reads, without the transposed copies of a whole map (282 MB for PyramidTNT-S's
-    stage 0 at 800x1333) in forward and backward.
+    scalar scatter loop on CPU, that of a matrix product a GEMM. The query pass multiplies along the query axis in
+    place (:func:`_bicubic_over_rows`), so the result comes out in the (Nq, Nk) layout attention reads, without
+    transposed copies of a whole (large) map in forward and backward.
     """
     lead = bias.shape[:-2]
     nq, nk = bias.shape[-2:]

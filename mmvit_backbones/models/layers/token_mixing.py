@@ -40,9 +40,8 @@ from typing import Callable, Tuple
 import torch
 import torch.nn.functional as F
 
-from .traceable import is_exporting, traced_interpolate
+from .traceable import Size2d, is_exporting, traced_interpolate
 
-Size2d = Tuple[int, int]
 TOKEN_MIXING_MODES = ('window', 'resample')
 
 

@@ -13,18 +13,20 @@ conversion into an error; the backbones avoid them with the helpers here:
   Both paths compute the same values, so the exported model is the eager model.
 * :func:`ceil_div`, :func:`pad_to_multiple`, :func:`size_min`, :func:`clamp_max`: the same on Python ints (eager)
   and traced sizes.
-* :func:`bicubic_matrix` / :func:`traced_interpolate`: PyTorch's bicubic interpolation along one axis as an (out, in) matrix computed with
-  tensor ops from a (traced) output size and an optional (traced) scale; needed where the sampling grid depends on
-  the size through a scale factor (DINO's position-embedding rule), which ONNX ``Resize`` cannot take dynamically.
+* :func:`bicubic_matrix` / :func:`traced_interpolate`: PyTorch's bicubic interpolation along one axis as an (out, in)
+  matrix computed with tensor ops from a (traced) output size and an optional (traced) scale; needed where the sampling
+  grid depends on the size through a scale factor (DINO's position-embedding rule), which ONNX ``Resize`` cannot take
+  dynamically.
 * :func:`repeated_max_pool`: ``k`` times max-pool 3x3/2 pad 1 for a ``k`` computed from the traced size (GC ViT's
   global-query pooling), as one max over the union of the pooled windows.
 """
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
 Size = Union[int, torch.Tensor]  # a Python int in eager mode, a 0-d tensor while tracing
+Size2d = Tuple[int, int]  # (height, width)
 
 
 def is_exporting() -> bool:

@@ -1,7 +1,6 @@
-"""Transformer pieces shared by the backbones: the MLP, the plain ViT attention/block and the official init.
+"""Transformer pieces shared by the backbones: the plain ViT attention/block and the official init.
 
-* :class:`Mlp`: ``fc1 -> GELU -> fc2`` (optional dropout at the end), the feed-forward of GC ViT, PyramidTNT,
-  T2T-ViT and the plain ViT (key names ``fc1``/``fc2`` as in timm and the official checkpoints).
+The feed-forward (``fc1 -> GELU -> fc2``, key names as in the official checkpoints) is timm's ``Mlp``.
 * :class:`ViTAttention` / :class:`ViTBlock`: the pre-norm ViT block (DINO/timm layout: ``norm1``, ``attn.qkv``,
   ``attn.proj``, ``norm2``, ``mlp.fc1``, ``mlp.fc2``) of PlainViT and T2T-ViT, with optional ViTDet-style windowed
   attention in which the leading (cls) tokens stay global.
@@ -14,12 +13,10 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath, Mlp, trunc_normal_
 
 from .attention import attention
-from .traceable import ceil_div, is_exporting
-
-Size2d = Tuple[int, int]
+from .traceable import Size2d, ceil_div, is_exporting
 
 
 def init_linear_and_layernorm(module: nn.Module) -> None:
@@ -43,20 +40,6 @@ def init_conv_fan_out(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 0, math.sqrt(2.0 / fan_out))
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-
-
-class Mlp(nn.Module):
-    """fc1 -> GELU -> fc2 -> dropout (the T2T Performer's order; every other use has ``drop=0``)."""
-
-    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dim, dim)
-        self.drop = nn.Dropout(drop) if drop > 0 else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., dim)
-        return self.drop(self.fc2(self.act(self.fc1(x))))
 
 
 def window_partition(t: torch.Tensor, grid_hw: Size2d, window: int) -> Tuple[torch.Tensor, Size2d]:

@@ -23,3 +23,63 @@ def test_empty_batch_gives_empty_maps(name):
     with torch.no_grad():
         outs = model(torch.randn(0, 3, 75, 101))
     assert tuple(tuple(o.shape) for o in outs) == tuple((0, ) + s for s in pyramid_shapes(model, 75, 101))
+
+
+BACKBONES = sorted(SMALL_BACKBONES)
+
+
+@pytest.mark.parametrize('name', BACKBONES)
+def test_variant_table(name):
+    """One idiom in every family: canonical names in ``arch_zoo``, other names in ``arch_aliases``, every setting
+    a known key, every official checkpoint of a variant the family has, and the hint a user sees names each file."""
+    cls = getattr(mmvit_backbones, name)
+    known = set(cls.essential_keys) | set(cls.arch_defaults)
+    for variant, settings in cls.arch_zoo.items():
+        assert variant == variant.lower() and set(cls.essential_keys) <= set(settings) <= known, variant
+    assert set(cls.arch_aliases.values()) <= set(cls.arch_zoo) and not set(cls.arch_aliases) & set(cls.arch_zoo)
+    for alias, variant in cls.arch_aliases.items():
+        assert cls.resolve_arch(alias) == cls.resolve_arch(variant)
+    assert cls.official_weights, f'{name}: no official weights listed'
+    for weights in cls.official_weights.values():
+        assert weights.arch in cls.arch_zoo and weights.license
+        assert (weights.url or 'not released') in cls.weights_hint
+
+
+@pytest.mark.parametrize('name', BACKBONES)
+def test_custom_arch_dict_with_an_unknown_key_is_refused(name):
+    cls = getattr(mmvit_backbones, name)
+    settings = dict(next(iter(cls.arch_zoo.values())), mlp_raito=4.0)
+    with pytest.raises(ValueError, match=r"unknown \['mlp_raito'\]") as error:
+        cls.resolve_arch(settings)
+    assert all(key in str(error.value) for key in cls.arch_defaults)  # the message lists what may be set
+
+
+def test_numeric_variant_names_work_as_numbers():
+    """``--cfg-options model.backbone.arch=14`` reaches the backbone as an int."""
+    from mmvit_backbones.models import ResMLP, T2TViT
+    assert T2TViT.resolve_arch(14) == T2TViT.resolve_arch('14')
+    assert ResMLP.resolve_arch(12) == ResMLP.resolve_arch('12')
+    with pytest.raises(ValueError, match='unknown arch'):
+        T2TViT.resolve_arch(15)
+    with pytest.raises(TypeError, match='variant name or a dict'):
+        T2TViT.resolve_arch(True)
+
+
+def test_levels_are_cropped_to_the_level_strides():
+    """The base class crops level i to ceil(size / level_strides[i]): PyramidTNT's native strides are 8..64."""
+    from mmvit_backbones.models import PyramidTNT
+    model = PyramidTNT(**dict(SMALL_BACKBONES['PyramidTNT'], native_strides=True)).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 75, 101))
+    assert [tuple(o.shape[-2:]) for o in outs] == [(-(-75 // s), -(-101 // s)) for s in (8, 16, 32, 64)]
+
+
+def test_the_runtime_imports_no_test_support():
+    """``mmvit_backbones.models`` (the runtime) never imports the parity harness, contract checks, CPU shrink
+    configs or synthetic datasets."""
+    import subprocess
+    import sys
+    code = ('import sys, mmvit_backbones.models; '
+            'print(sorted(m for m in sys.modules if m.startswith("mmvit_backbones.testing")))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == '[]'

@@ -8,12 +8,24 @@ import mmvit_backbones.models.backbones.botnet as botnet
 from mmvit_backbones.checkpoint import CheckpointError, load_pretrained
 from mmvit_backbones.models import BoTNet
 from mmvit_backbones.models.layers import resize_1d_table
-from mmvit_backbones.testing.parity import _ADAPTERS, fixture_input, official_state_dict
-from mmvit_backbones.testing.contract import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
-                                     assert_builds_from_both_registries, assert_checkpoint_forms, assert_frozen,
-                                     assert_layer_depths, assert_missing_checkpoint_error,
-                                     assert_naive_attention_matches, assert_norm_eval, assert_parity, assert_pyramid,
-                                     assert_with_cp_equivalent, clone_build, spy_calls)
+from mmvit_backbones.testing.contract import (
+    LARGE_SIZES,
+    ODD_SIZES,
+    assert_bad_inputs_rejected,
+    assert_builds_from_both_registries,
+    assert_checkpoint_forms,
+    assert_frozen,
+    assert_layer_depths,
+    assert_missing_checkpoint_error,
+    assert_naive_attention_matches,
+    assert_norm_eval,
+    assert_parity,
+    assert_pyramid,
+    assert_with_cp_equivalent,
+    clone_build,
+    spy_calls,
+)
+from mmvit_backbones.testing.parity import fixture_input, official_state_dict, parity_adapter
 
 FIXTURE = 'botnet26t_256.pt'
 # Tiny custom variants with every piece of the design: BoT blocks at stride 16 (second block of stage 3) and a
@@ -149,7 +161,7 @@ def test_parity_adapter_infers_variant_and_size(fixture, variant, arch, size):
         reference = BoTNet(arch=arch, pretrain_img_size=size)
     keys, int_buffers = _timm_layout(reference)
     fake = dict(fixture, variant=variant, keys=keys, int_buffers=int_buffers, input_hw=list(size))
-    adapter = _ADAPTERS['botnet'](fake)
+    adapter = parity_adapter(fake)
     with torch.device('meta'):
         model = adapter.build()
     assert model.pretrain_img_size == size
@@ -166,7 +178,7 @@ def test_parity_adapter_outputs_on_a_non_square_fixture_layout(fixture):
     with torch.device('meta'):
         keys, int_buffers = _timm_layout(BoTNet(arch='26t', pretrain_img_size=(224, 320)))
     fake = dict(fixture, keys=keys, int_buffers=int_buffers, input_hw=[224, 320])
-    adapter = _ADAPTERS['botnet'](fake)
+    adapter = parity_adapter(fake)
     model = adapter.build()
     report = load_pretrained(model, official_state_dict(fake))
     assert not report.missing and not report.unexpected and len(report.loaded) == len(keys) - 2

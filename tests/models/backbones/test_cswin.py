@@ -10,13 +10,26 @@ import torch.nn.functional as F
 import mmvit_backbones.models.backbones.cswin as cswin_module
 from mmvit_backbones.checkpoint import load_pretrained
 from mmvit_backbones.models import CSWin
-from mmvit_backbones.models.backbones.cswin import CSWinAttention, arch_from_official_keys
+from mmvit_backbones.models.backbones.cswin import CSWinAttention
+from mmvit_backbones.testing.contract import (
+    LARGE_SIZES,
+    ODD_SIZES,
+    assert_bad_inputs_rejected,
+    assert_builds_from_both_registries,
+    assert_checkpoint_forms,
+    assert_foreign_checkpoint_error,
+    assert_frozen,
+    assert_layer_depths,
+    assert_missing_checkpoint_error,
+    assert_naive_attention_matches,
+    assert_parity,
+    assert_pyramid,
+    assert_with_cp_equivalent,
+    clone_build,
+    spy_calls,
+)
 from mmvit_backbones.testing.parity import fixture_input, official_state_dict
-from mmvit_backbones.testing.contract import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
-                                     assert_builds_from_both_registries, assert_checkpoint_forms,
-                                     assert_foreign_checkpoint_error, assert_frozen, assert_layer_depths,
-                                     assert_missing_checkpoint_error, assert_naive_attention_matches, assert_parity,
-                                     assert_pyramid, assert_with_cp_equivalent, clone_build, spy_calls)
+from mmvit_backbones.testing.parity.cswin import arch_from_official_keys
 
 FIXTURE = 'cswin_tiny_224.pt'
 SEG_FIXTURE = 'cswin_tiny_seg_256x320.pt'

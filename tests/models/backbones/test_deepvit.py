@@ -11,13 +11,25 @@ import mmvit_backbones.models.backbones.deepvit as deepvit_module
 from mmvit_backbones.checkpoint import load_pretrained
 from mmvit_backbones.models import DeepViT
 from mmvit_backbones.models.layers import resize_grid_embed
-from mmvit_backbones.testing.parity import _ADAPTERS, fixture_input, official_state_dict, tolerance
-from mmvit_backbones.testing.contract import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
-                                     assert_builds_from_both_registries, assert_checkpoint_forms,
-                                     assert_foreign_checkpoint_error, assert_frozen, assert_layer_depths,
-                                     assert_missing_checkpoint_error, assert_naive_attention_matches,
-                                     assert_norm_eval, assert_parity, assert_pyramid, assert_with_cp_equivalent,
-                                     clone_build, pyramid_shapes)
+from mmvit_backbones.testing.contract import (
+    LARGE_SIZES,
+    ODD_SIZES,
+    assert_bad_inputs_rejected,
+    assert_builds_from_both_registries,
+    assert_checkpoint_forms,
+    assert_foreign_checkpoint_error,
+    assert_frozen,
+    assert_layer_depths,
+    assert_missing_checkpoint_error,
+    assert_naive_attention_matches,
+    assert_norm_eval,
+    assert_parity,
+    assert_pyramid,
+    assert_with_cp_equivalent,
+    clone_build,
+    pyramid_shapes,
+)
+from mmvit_backbones.testing.parity import fixture_input, parity_adapter, tolerance
 
 # the package exports a function of the same name as the module
 attention_module = importlib.import_module('mmvit_backbones.models.layers.attention')
@@ -60,7 +72,7 @@ def final_tokens(model: DeepViT, x: torch.Tensor) -> torch.Tensor:
 def official_forward_tokens(model: DeepViT, x: torch.Tensor) -> torch.Tensor:
     """The official DeepViT computation written out (layers.py ``ReAttention``/``Block``): materialised maps,
     Theta as a 1x1 Conv2d, the BN in eval mode, ``x * s`` before each LayerNorm, on our module's parameters."""
-    tokens, _ = model.embed(x)
+    tokens, _, _ = model.embed(x)
     for block in model.blocks:
         s = block.scale_adjustment
         norm1 = F.layer_norm(tokens * s, (tokens.shape[-1], ), block.norm1.weight, block.norm1.bias, 1e-6)
@@ -136,7 +148,7 @@ def test_parity_fixture(fixture):
 def test_default_windows_reproduce_the_fixture(fixture, official):
     """At 224 the default layout (14x14 windows in 12 of 16 blocks) is the official model: one full window of
     196 + cls tokens is the global attention over the 197 pretraining tokens."""
-    adapter = _ADAPTERS['deepvit'](fixture)
+    adapter = parity_adapter(fixture)
     model = DeepViT(arch='16b').eval()
     assert len(model.window_block_indexes) == 12
     load_pretrained(model, official)
@@ -157,7 +169,7 @@ def test_parity_adapter_reads_variant(fixture):
     fake = dict(copy.deepcopy({k: v for k, v in fixture.items() if k not in ('keys', 'outputs')}), keys=keys,
                 variant='deepvit_S', outputs={'block15': None, 'norm': None})
     with torch.device('meta'):  # structure only
-        model = _ADAPTERS['deepvit'](fake).build()
+        model = parity_adapter(fake).build()
     assert model.reattention_blocks == tuple(range(11, 16)) and isinstance(model.patch_embed,
                                                                            deepvit_module.ConvPatchEmbed)
     assert model.blocks[15].scale_adjustment == 0.5 and model.blocks[15].attn.reatten_scale == 32 ** -0.5
@@ -165,7 +177,7 @@ def test_parity_adapter_reads_variant(fixture):
     keys = [[k, [1, 577, 384] if k == 'pos_embed' else s, d] for k, s, d in fixture['keys']]
     fake = dict(fake, keys=keys, variant='deepvit_L_384')
     with torch.device('meta'):
-        model = _ADAPTERS['deepvit'](fake).build()
+        model = parity_adapter(fake).build()
     assert model.pretrain_grid == (24, 24) and model.num_ref_tokens == 577 and model.blocks[0].scale_adjustment == 0.5
 
 
@@ -336,12 +348,12 @@ def test_resize_at_load_and_runtime_cache(official2):
     with torch.no_grad():
         model(torch.randn(1, 3, 224, 320))
         assert len(model._pos_cache._entries) == 1
-        first = model.pos_embed_for((14, 20))
-        assert first is model.pos_embed_for((14, 20))
+        first = model.position_embedding((14, 20))
+        assert first is model.position_embedding((14, 20))
         torch.testing.assert_close(first, resize_grid_embed(model.pos_embed, (14, 14), (14, 20), 1))
-        assert model.pos_embed_for((14, 14)) is model.pos_embed
+        assert model.position_embedding((14, 14)) is model.pos_embed
     model.train()
-    assert model.pos_embed_for((14, 20)).requires_grad
+    assert model.position_embedding((14, 20)).requires_grad
 
 
 def test_padding_to_whole_patches():

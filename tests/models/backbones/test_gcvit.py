@@ -5,15 +5,25 @@ import pytest
 import torch
 
 from mmvit_backbones.checkpoint import load_pretrained
-from mmvit_backbones.models.backbones.gcvit import (GCViT, WindowAttention, arch_from_official_keys,
-                                                   num_query_pools, relative_position_index)
+from mmvit_backbones.models.backbones.gcvit import GCViT, WindowAttention, num_query_pools, relative_position_index
 from mmvit_backbones.models.layers import resize_relative_position_table
+from mmvit_backbones.testing.contract import (
+    LARGE_SIZES,
+    ODD_SIZES,
+    assert_bad_inputs_rejected,
+    assert_builds_from_both_registries,
+    assert_checkpoint_forms,
+    assert_foreign_checkpoint_error,
+    assert_frozen,
+    assert_layer_depths,
+    assert_missing_checkpoint_error,
+    assert_parity,
+    assert_pyramid,
+    assert_with_cp_equivalent,
+    clone_build,
+)
 from mmvit_backbones.testing.parity import fixture_input
-from mmvit_backbones.testing.contract import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
-                                     assert_builds_from_both_registries, assert_checkpoint_forms,
-                                     assert_foreign_checkpoint_error, assert_frozen, assert_layer_depths,
-                                     assert_missing_checkpoint_error, assert_parity, assert_pyramid,
-                                     assert_with_cp_equivalent, clone_build)
+from mmvit_backbones.testing.parity.gcvit import arch_from_official_keys
 
 FIXTURE = 'gcvit_xxtiny_224.pt'
 # two blocks per level so that every level has a local and a global block

@@ -9,14 +9,26 @@ import pytest
 import torch
 
 from mmvit_backbones.checkpoint import CheckpointError, load_pretrained
-from mmvit_backbones.models.backbones.mlp_mixer import MLPMixer, flax_same_padding
+from mmvit_backbones.models.backbones.mlp_mixer import MLPMixer
 from mmvit_backbones.models.layers import mix_tokens, resize_token_grid, window_token_mixing
 from mmvit_backbones.models.layers.token_mixing import num_windows
-from mmvit_backbones.testing.contract import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
-                                     assert_builds_from_both_registries, assert_checkpoint_forms,
-                                     assert_foreign_checkpoint_error, assert_frozen, assert_layer_depths,
-                                     assert_missing_checkpoint_error, assert_parity, assert_pyramid,
-                                     assert_with_cp_equivalent, clone_build, pyramid_shapes)
+from mmvit_backbones.testing.contract import (
+    LARGE_SIZES,
+    ODD_SIZES,
+    assert_bad_inputs_rejected,
+    assert_builds_from_both_registries,
+    assert_checkpoint_forms,
+    assert_foreign_checkpoint_error,
+    assert_frozen,
+    assert_layer_depths,
+    assert_missing_checkpoint_error,
+    assert_parity,
+    assert_pyramid,
+    assert_with_cp_equivalent,
+    clone_build,
+    pyramid_shapes,
+)
+from mmvit_backbones.testing.parity.mlp_mixer import flax_same_padding
 
 FIXTURE = 'mixer_b32_224.pt'
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))

@@ -7,12 +7,23 @@ import torch
 from mmvit_backbones.checkpoint import load_pretrained
 from mmvit_backbones.models.backbones.plain_vit import PlainViT
 from mmvit_backbones.models.layers import resize_grid_embed
-from mmvit_backbones.testing.parity import _ADAPTERS, official_state_dict
-from mmvit_backbones.testing.contract import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
-                                     assert_builds_from_both_registries, assert_checkpoint_forms,
-                                     assert_foreign_checkpoint_error, assert_frozen, assert_layer_depths,
-                                     assert_missing_checkpoint_error, assert_parity, assert_pyramid,
-                                     assert_with_cp_equivalent, clone_build, pyramid_shapes)
+from mmvit_backbones.testing.contract import (
+    LARGE_SIZES,
+    ODD_SIZES,
+    assert_bad_inputs_rejected,
+    assert_builds_from_both_registries,
+    assert_checkpoint_forms,
+    assert_foreign_checkpoint_error,
+    assert_frozen,
+    assert_layer_depths,
+    assert_missing_checkpoint_error,
+    assert_parity,
+    assert_pyramid,
+    assert_with_cp_equivalent,
+    clone_build,
+    pyramid_shapes,
+)
+from mmvit_backbones.testing.parity import official_state_dict, parity_adapter
 
 FIXTURE = 'dino_vits16_224.pt'
 TINY = dict(embed_dims=32, depth=4, num_heads=2)
@@ -103,7 +114,7 @@ def _fake_fixture(fixture, dim, depth, patch, grid, variant, hw):
 ])
 def test_parity_adapter_infers_variant(fixture, dim, depth, patch, grid, variant, heads):
     fake = _fake_fixture(fixture, dim, depth, patch, grid, variant, (96, 160))
-    adapter = _ADAPTERS['vit_dino'](fake)
+    adapter = parity_adapter(fake)
     model = adapter.build()
     assert (model.embed_dims, len(model.blocks), model.patch_size, model.pretrain_grid) == (dim, depth, patch,
                                                                                            (grid, grid))
@@ -121,7 +132,7 @@ def test_parity_adapter_infers_variant(fixture, dim, depth, patch, grid, variant
 
 
 def test_real_fixture_weights_non_square(fixture, official):
-    adapter = _ADAPTERS['vit_dino'](fixture)
+    adapter = parity_adapter(fixture)
     model = adapter.build()
     load_pretrained(model, official)
     model.eval()
@@ -201,15 +212,15 @@ def test_runtime_resize_and_cache(official2):
     with torch.no_grad():
         model(torch.randn(1, 3, 224, 320))
         assert len(model._pos_cache._entries) == 1
-        first = model.pos_embed_for((14, 20))
-        assert first is model.pos_embed_for((14, 20))  # cached
+        first = model.position_embedding((14, 20))
+        assert first is model.position_embedding((14, 20))  # cached
         want = resize_grid_embed(model.pos_embed, (14, 14), (14, 20), 1, scale_factor_rule=True)
         torch.testing.assert_close(first, want)
-        assert model.pos_embed_for((14, 14)) is model.pos_embed  # pretraining grid: no resize
+        assert model.position_embedding((14, 14)) is model.pos_embed  # pretraining grid: no resize
         model(torch.randn(1, 3, 200, 320))  # 13x20 grid (padded): another entry
         assert len(model._pos_cache._entries) == 2
     model.train()
-    assert model.pos_embed_for((14, 20)).requires_grad  # training: recomputed, gradient flows to pos_embed
+    assert model.position_embedding((14, 20)).requires_grad  # training: recomputed, gradient flows to pos_embed
 
 
 # ---------------------------------------------------------------------------------------------------------- training
@@ -290,6 +301,6 @@ def test_windowed_attention_is_local():
 def test_pos_embed_interp_modes_differ(official2):
     dino, timm_like = build_s2(), build_s2(pos_embed_interp='bicubic')
     load_pretrained(dino, official2), load_pretrained(timm_like, official2)
-    a, b = dino.pos_embed_for((20, 30)), timm_like.pos_embed_for((20, 30))
+    a, b = dino.position_embedding((20, 30)), timm_like.position_embedding((20, 30))
     assert a.shape == b.shape == (1, 601, 384) and not torch.allclose(a, b)
     assert torch.equal(a[:, 0], official2['pos_embed'][:, 0])

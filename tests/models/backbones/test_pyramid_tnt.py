@@ -9,12 +9,25 @@ import mmvit_backbones.models.backbones.pyramid_tnt as ptnt
 from mmvit_backbones.checkpoint import CheckpointError, load_pretrained
 from mmvit_backbones.models import PyramidTNT
 from mmvit_backbones.models.layers import resize_dense_bias, resize_grid_embed
-from mmvit_backbones.testing.parity import _ADAPTERS, fixture_input, official_state_dict
-from mmvit_backbones.testing.contract import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
-                                     assert_builds_from_both_registries, assert_checkpoint_forms, assert_frozen,
-                                     assert_layer_depths, assert_missing_checkpoint_error,
-                                     assert_naive_attention_matches, assert_norm_eval, assert_parity, assert_pyramid,
-                                     assert_with_cp_equivalent, clone_build, spy_calls)
+from mmvit_backbones.testing.contract import (
+    LARGE_SIZES,
+    ODD_SIZES,
+    assert_bad_inputs_rejected,
+    assert_builds_from_both_registries,
+    assert_checkpoint_forms,
+    assert_frozen,
+    assert_layer_depths,
+    assert_missing_checkpoint_error,
+    assert_naive_attention_matches,
+    assert_norm_eval,
+    assert_parity,
+    assert_pyramid,
+    assert_with_cp_equivalent,
+    clone_build,
+    spy_calls,
+)
+from mmvit_backbones.testing.parity import fixture_input, official_state_dict, parity_adapter
+from mmvit_backbones.testing.parity.pyramid_tnt import settings_from_official_keys
 
 FIXTURE = 'pyramidtnt_ti_192.pt'
 # A tiny custom variant with every piece of the official design: 7 blocks in stage 1 (words in blocks 0 and 1),
@@ -136,12 +149,12 @@ def test_parity_adapter_infers_variant_and_pretraining_size():
         with torch.device('meta'):
             model = PyramidTNT(arch=arch, pretrain_img_size=built_at, native_strides=True)
         shapes = {k: tuple(s) for k, s, _ in _official_layout(model)}
-        got_arch, size, in_channels = ptnt.settings_from_official_keys(variant, shapes, input_hw)
+        got_arch, size, in_channels = settings_from_official_keys(variant, shapes, input_hw)
         assert got_arch == arch and size == built_at and in_channels == 3, (variant, got_arch, size)
     with torch.device('meta'):
         model = PyramidTNT(arch=dict(TINY, inner_heads=(1, 1, 1, 1), sr_ratios=(2, 2, 1, 1)), in_channels=4)
     shapes = {k: tuple(s) for k, s, _ in _official_layout(model)}
-    got_arch, size, in_channels = ptnt.settings_from_official_keys('custom', shapes, (64, 64))
+    got_arch, size, in_channels = settings_from_official_keys('custom', shapes, (64, 64))
     assert size == (64, 64) and in_channels == 4
     assert {k: got_arch[k] for k in ('depths', 'outer_dims', 'inner_dims', 'outer_heads', 'sr_ratios')} == {
         'depths': (1, 7, 1, 1), 'outer_dims': (16, 32, 32, 48), 'inner_dims': (2, 4, 4, 8),
@@ -155,7 +168,7 @@ def test_parity_adapter_on_a_non_square_fixture_layout(fixture):
     with torch.device('meta'):
         layout = _official_layout(PyramidTNT(arch=TINY, pretrain_img_size=(192, 320), native_strides=True))
     fake = dict(fixture, keys=layout, input_hw=[192, 320], variant='custom')
-    adapter = _ADAPTERS['pyramidtnt'](fake)
+    adapter = parity_adapter(fake)
     model = adapter.build()
     assert model.pretrain_grid == (24, 40)
     report = load_pretrained(model, official_state_dict(fake))

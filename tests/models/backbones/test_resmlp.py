@@ -5,11 +5,22 @@ import torch.nn.functional as F
 
 from mmvit_backbones.checkpoint import CheckpointError, load_pretrained
 from mmvit_backbones.models.backbones.resmlp import ResMLP
-from mmvit_backbones.testing.contract import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
-                                     assert_builds_from_both_registries, assert_checkpoint_forms,
-                                     assert_foreign_checkpoint_error, assert_frozen, assert_layer_depths,
-                                     assert_missing_checkpoint_error, assert_parity, assert_pyramid,
-                                     assert_with_cp_equivalent, clone_build, pyramid_shapes)
+from mmvit_backbones.testing.contract import (
+    LARGE_SIZES,
+    ODD_SIZES,
+    assert_bad_inputs_rejected,
+    assert_builds_from_both_registries,
+    assert_checkpoint_forms,
+    assert_foreign_checkpoint_error,
+    assert_frozen,
+    assert_layer_depths,
+    assert_missing_checkpoint_error,
+    assert_parity,
+    assert_pyramid,
+    assert_with_cp_equivalent,
+    clone_build,
+    pyramid_shapes,
+)
 
 FIXTURE = 'resmlp_12_224.pt'
 TINY = dict(embed_dims=32, depth=4, patch_size=16, init_scale=0.1)
@@ -96,8 +107,8 @@ def test_parity_fixture(fixture):
 
 
 def test_real_fixture_weights_any_size(fixture, official):
-    from mmvit_backbones.testing.parity import _ADAPTERS
-    model = _ADAPTERS['resmlp'](fixture).build()
+    from mmvit_backbones.testing.parity import parity_adapter
+    model = parity_adapter(fixture).build()
     load_pretrained(model, official)
     with torch.no_grad():
         for mode in ('window', 'resample'):

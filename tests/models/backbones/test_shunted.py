@@ -9,13 +9,26 @@ import torch.nn.functional as F
 import mmvit_backbones.models.backbones.shunted as shunted_module
 from mmvit_backbones.checkpoint import CheckpointError, load_pretrained
 from mmvit_backbones.models import ShuntedTransformer
-from mmvit_backbones.testing.parity import _ADAPTERS, fixture_input, official_state_dict
-from mmvit_backbones.testing.contract import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
-                                     assert_builds_from_both_registries, assert_checkpoint_forms,
-                                     assert_foreign_checkpoint_error, assert_frozen, assert_layer_depths,
-                                     assert_missing_checkpoint_error, assert_naive_attention_matches, assert_norm_eval,
-                                     assert_parity, assert_pyramid, assert_with_cp_equivalent, clone_build,
-                                     pyramid_shapes, spy_calls)
+from mmvit_backbones.testing.contract import (
+    LARGE_SIZES,
+    ODD_SIZES,
+    assert_bad_inputs_rejected,
+    assert_builds_from_both_registries,
+    assert_checkpoint_forms,
+    assert_foreign_checkpoint_error,
+    assert_frozen,
+    assert_layer_depths,
+    assert_missing_checkpoint_error,
+    assert_naive_attention_matches,
+    assert_norm_eval,
+    assert_parity,
+    assert_pyramid,
+    assert_with_cp_equivalent,
+    clone_build,
+    pyramid_shapes,
+    spy_calls,
+)
+from mmvit_backbones.testing.parity import fixture_input, official_state_dict, parity_adapter
 
 FIXTURE = 'shunted_t_224.pt'
 # A tiny custom variant with every piece of the official design (extra stem conv, both aggregation branches at
@@ -127,7 +140,7 @@ def test_parity_adapter_infers_other_variants_and_sizes(fixture):
     official (flooring) geometry. (Against the official code itself this was checked for T/S/B at 224x224,
     225x301, 70x93, 224x320, 97x66, 128x160 and 161x127: every stage within 5e-6.)"""
     fake = _official_keys_of(fixture, depths=(2, 1, 3, 2), num_conv=2)
-    adapter = _ADAPTERS['shunted'](fake)
+    adapter = parity_adapter(fake)
     model = adapter.build()
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in model.arch_settings.items()}
     assert settings == dict(ShuntedTransformer.arch_zoo['t'], depths=(2, 1, 3, 2), num_conv=2)

@@ -12,13 +12,25 @@ from mmvit_backbones.checkpoint import CheckpointError, load_pretrained
 from mmvit_backbones.models import TNT
 from mmvit_backbones.models.backbones import tnt as tnt_module
 from mmvit_backbones.models.layers import resize_grid_embed, tokens_to_map
-from mmvit_backbones.testing.parity import _ADAPTERS, official_state_dict
-from mmvit_backbones.testing.contract import (LARGE_SIZES, ODD_SIZES, assert_bad_inputs_rejected,
-                                     assert_builds_from_both_registries, assert_checkpoint_forms,
-                                     assert_foreign_checkpoint_error, assert_frozen, assert_layer_depths,
-                                     assert_missing_checkpoint_error, assert_naive_attention_matches, assert_parity,
-                                     assert_pyramid, assert_with_cp_equivalent, clone_build, pyramid_shapes,
-                                     spy_calls)
+from mmvit_backbones.testing.contract import (
+    LARGE_SIZES,
+    ODD_SIZES,
+    assert_bad_inputs_rejected,
+    assert_builds_from_both_registries,
+    assert_checkpoint_forms,
+    assert_foreign_checkpoint_error,
+    assert_frozen,
+    assert_layer_depths,
+    assert_missing_checkpoint_error,
+    assert_naive_attention_matches,
+    assert_parity,
+    assert_pyramid,
+    assert_with_cp_equivalent,
+    clone_build,
+    pyramid_shapes,
+    spy_calls,
+)
+from mmvit_backbones.testing.parity import official_state_dict, parity_adapter
 
 FIXTURE = 'tnt_s_224.pt'
 # A tiny custom variant with every piece of the official design, for fast contract tests.
@@ -198,7 +210,7 @@ def test_parity_adapter_infers_variant_from_keys(fixture):
     keys = [[k, list(v.shape), str(v.dtype)] for k, v in to_official(tiny.state_dict()).items()]
     fake = dict(fixture, keys=keys, variant='custom', input_hw=[70, 100],
                 outputs={'block1': None, 'block3': None, 'inner_last': None, 'norm': None})
-    adapter = _ADAPTERS['tnt'](fake)
+    adapter = parity_adapter(fake)
     model = adapter.build()
     # unless named: 64 channels per outer head and 4 inner heads (the official rule)
     assert model.arch_settings == dict(TINY, qkv_bias=True, num_heads=1, inner_heads=4)
@@ -210,7 +222,7 @@ def test_parity_adapter_infers_variant_from_keys(fixture):
     # the official names give the official heads; a 384x384 square table gives the 24x24 grid
     keys = [list(k) for k in fixture['keys']]
     keys[2] = ['outer_pos', [1, 577, 384], 'torch.float32']
-    model = _ADAPTERS['tnt'](dict(fixture, keys=keys, input_hw=[384, 384])).build()
+    model = parity_adapter(dict(fixture, keys=keys, input_hw=[384, 384])).build()
     assert model.pretrain_grid == (24, 24) and model.arch_settings['num_heads'] == 6
 
 

@@ -3,9 +3,10 @@
 A fixture records the official state-dict layout (``keys``), integer buffers, an input rule and the official
 outputs. :func:`official_state_dict` rebuilds the official weights by the documented rule; :func:`run_parity`
 converts them with the project's own converter (exactly the path of a downloaded checkpoint), builds the matching
-backbone through the adapter its module registered for the fixture's ``arch``, and compares every output.
+backbone through the adapter registered for the fixture's ``arch``, and compares every output.
 
-Backbone modules register an adapter with :func:`register_parity_adapter`::
+Each family has one adapter module in this package (``mmvit_backbones/testing/parity/<family>.py``) that registers
+a factory with :func:`register_parity_adapter`::
 
     @register_parity_adapter('pyramidtnt')
     def _adapter(fixture) -> ParityAdapter: ...
@@ -23,7 +24,7 @@ from typing import Callable, Dict, List, Tuple
 import torch
 import torch.nn as nn
 
-from ..checkpoint import load_pretrained
+from ...checkpoint import load_pretrained
 
 
 @dataclass
@@ -40,6 +41,27 @@ def register_parity_adapter(arch: str):
         _ADAPTERS[arch] = fn
         return fn
     return decorator
+
+
+def parity_archs() -> List[str]:
+    """The fixture ``arch`` values an adapter exists for."""
+    return sorted(_ADAPTERS)
+
+
+def parity_adapter(fixture: dict) -> ParityAdapter:
+    """The adapter for a fixture: builds the backbone at its official variant, lays out its outputs."""
+    arch = fixture['arch']
+    if arch not in _ADAPTERS:
+        raise KeyError(f'no parity adapter for arch {arch!r}; known: {parity_archs()}')
+    return _ADAPTERS[arch](fixture)
+
+
+def named_arch(backbone: type, name: str) -> dict:
+    """The settings of the variant ``name`` of a backbone class (aliases included), or ``{}`` if it has none."""
+    try:
+        return backbone.resolve_arch(str(name))
+    except ValueError:
+        return {}
 
 
 def official_state_dict(fixture: dict) -> Dict[str, torch.Tensor]:
@@ -92,11 +114,7 @@ class OutputResult:
 
 def run_parity(fixture: dict) -> Tuple[List[OutputResult], nn.Module]:
     """Convert the fixture's official weights, run the backbone, compare every output."""
-    from .. import models  # noqa: F401  (registers the adapters)
-    arch = fixture['arch']
-    if arch not in _ADAPTERS:
-        raise KeyError(f'no parity adapter for arch {arch!r}; known: {sorted(_ADAPTERS)}')
-    adapter = _ADAPTERS[arch](fixture)
+    adapter = parity_adapter(fixture)
     model = adapter.build()
     load_pretrained(model, official_state_dict(fixture))
     model.eval()
