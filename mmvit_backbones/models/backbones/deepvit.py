@@ -245,9 +245,9 @@ class DeepViT(SingleScaleBackbone):
     """
 
     arch_zoo = {
-        '16b': dict(embed_dims=384, depth=16, num_heads=12),
-        '24b': dict(embed_dims=384, depth=24, num_heads=12),
-        '32b': dict(embed_dims=384, depth=32, num_heads=12),
+        '16b': dict(embed_dims=384, depth=16, num_heads=12, num_reattention_blocks=16),
+        '24b': dict(embed_dims=384, depth=24, num_heads=12, num_reattention_blocks=24),
+        '32b': dict(embed_dims=384, depth=32, num_heads=12, num_reattention_blocks=32),
         's': dict(embed_dims=396, depth=16, num_heads=12, num_reattention_blocks=5, cnn_stem=True,
                   transform_scale=True, scale_adjustment=0.5),
         'l': dict(embed_dims=420, depth=32, num_heads=12, num_reattention_blocks=12, cnn_stem=True,
