@@ -38,6 +38,7 @@ PIP=("$PY" -m pip --disable-pip-version-check)
 # Fast path: everything verified by an earlier run and the project sources unchanged.
 if [ -f "$STAMP" ] && "$PY" - <<'PY' 2>/dev/null
 import torch, torchvision, mmcv, mmcv.ops, mmengine, mmdet, mmseg, timm, pycocotools, onnx, onnxruntime
+import mkdocs, ruff, mmdeploy, aenum, segmentation_models_pytorch, transformers
 import mmvit_backbones
 from mmcv.ops import nms  # compiled ops present and loadable against this torch
 PY
@@ -82,11 +83,10 @@ else
     mmcv_ok || die "mmcv 2.1.0 imports but its compiled ops do not work (delete $WHEEL_DIR and re-run)"
 fi
 
-say "installing mmengine, mmdet, mmsegmentation, timm, pycocotools, test tools (pytest; onnx + onnxruntime for the export)"
-"${PIP[@]}" install -q "mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2" ftfy regex \
-    "timm>=1.0,<1.1" pycocotools "pytest>=7" tqdm onnx onnxruntime
-say "installing mmvit_backbones (editable)"
-"${PIP[@]}" install -q --no-build-isolation --no-deps -e "$ROOT"
+say "installing mmvit_backbones (editable) with mmdet, mmsegmentation, timm and the extras: tests, docs, deploy, interop"
+"${PIP[@]}" install -q --no-build-isolation -e "$ROOT[det,seg,tests,docs,deploy,interop]"
+say "installing mmdeploy 1.3.1 without its dependencies (its protobuf<=3.20.2 pin would break onnx)"
+"${PIP[@]}" install -q --no-deps "mmdeploy==1.3.1"
 
 "$PY" - <<'PY' || die "final import check failed"
 import torch, mmcv, mmengine, mmdet, mmseg, timm, onnx, onnxruntime
