@@ -90,10 +90,11 @@ def assert_same_gradients(model: nn.Module, reference: nn.Module, x: torch.Tenso
 
 
 def assert_builds_from_both_registries(cfg: dict) -> None:
-    import mmvit_backbones  # noqa: F401  (what custom_imports does)
     from mmdet.registry import MODELS as MMDET_MODELS
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS as MMSEG_MODELS
+
+    import mmvit_backbones  # noqa: F401  (what custom_imports does)
     for scope, registry in (('mmdet', MMDET_MODELS), ('mmseg', MMSEG_MODELS)):
         init_default_scope(scope)
         for type_name in (cfg['type'], f"mmvit_backbones.{cfg['type']}"):
@@ -203,6 +204,7 @@ def assert_missing_checkpoint_error(build: Callable[..., nn.Module]) -> None:
 
 def assert_foreign_checkpoint_error(build: Callable[..., nn.Module]) -> None:
     import pytest
+
     from mmvit_backbones.checkpoint import CheckpointError, load_pretrained
     foreign = {f'layer{i}.conv.weight': torch.zeros(8, 8, 3, 3) for i in range(20)}
     with pytest.raises(CheckpointError, match='does not look like'):

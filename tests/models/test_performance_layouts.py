@@ -12,8 +12,7 @@ import torch.nn as nn
 from torch.profiler import profile
 
 from mmvit_backbones.models import BoTNet, GCViT, PyramidTNT, ShuntedTransformer
-from mmvit_backbones.models.layers import channels_last_conv_weights
-from mmvit_backbones.models.layers import memory_format
+from mmvit_backbones.models.layers import channels_last_conv_weights, memory_format
 from mmvit_backbones.models.layers.memory_format import ChannelsLastConv2d, ChannelsLastConvTranspose2d
 from mmvit_backbones.testing.contract import assert_same_gradients
 

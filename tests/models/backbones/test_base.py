@@ -3,9 +3,9 @@ import pytest
 import torch
 
 import mmvit_backbones
-from mmvit_backbones.testing.cpu_configs import SMALL_BACKBONES
 from mmvit_backbones.models.backbones.base import PyramidBackbone
 from mmvit_backbones.testing.contract import pyramid_shapes
+from mmvit_backbones.testing.cpu_configs import SMALL_BACKBONES
 
 
 def test_every_backbone_has_a_small_variant():
