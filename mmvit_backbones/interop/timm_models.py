@@ -177,6 +177,7 @@ class TokenClassifierHead(nn.Module):
                 raise ValueError(f'global_pool must be "token", "avg" or "" for a class-token model, got {pool_type!r}')
             self.pool_type = pool_type
         self.fc = nn.Linear(self.in_features, num_classes, device=device, dtype=dtype) if num_classes else nn.Identity()
+        self.fc.train(self.training)  # a new head keeps the model's mode
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         if self.pool_type == 'token':
