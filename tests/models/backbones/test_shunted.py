@@ -143,7 +143,7 @@ def test_parity_adapter_infers_other_variants_and_sizes(fixture):
     adapter = parity_adapter(fake)
     model = adapter.build()
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in model.arch_settings.items()}
-    assert settings == dict(ShuntedTransformer.arch_zoo['t'], depths=(2, 1, 3, 2), num_conv=2)
+    assert settings == dict(ShuntedTransformer.resolve_arch('t'), depths=(2, 1, 3, 2), num_conv=2)
     report = load_pretrained(model, official_state_dict(fake))
     assert not report.missing and not report.unexpected
     model.eval()

@@ -5,6 +5,7 @@ import re
 import pytest
 import torch
 
+import mmvit_backbones.models.backbones.single_scale as single_scale_module
 import mmvit_backbones.models.backbones.t2t_vit as t2t_module
 import mmvit_backbones.models.layers.transformer as transformer_module
 from mmvit_backbones.checkpoint import load_pretrained
@@ -28,6 +29,7 @@ from mmvit_backbones.testing.contract import (
     spy_calls,
 )
 from mmvit_backbones.testing.parity import official_state_dict, parity_adapter
+from mmvit_backbones.testing.parity.t2t_vit import arch_from_official_keys
 
 FIXTURE = 't2t_vit_14_224.pt'
 # Tiny custom variants with every piece of the official design (both T2T layer kinds) for fast contract tests.
@@ -133,7 +135,7 @@ def test_parity_adapter_infers_variant_from_keys(fixture):
                 outputs={'t2t_stride4': None, 'block1': None, 'block3': None, 'norm': None})
     adapter = parity_adapter(fake)
     model = adapter.build()
-    assert model.arch_settings == dict(TINY_T, qkv_bias=False, num_heads=1)  # heads: 64-wide unless named
+    assert model.arch_settings == T2TViT.resolve_arch(dict(TINY_T, qkv_bias=False, num_heads=1))  # 64-wide heads
     assert model.pretrain_grid == (4, 6) and len(model.blocks) == 4
     load_pretrained(model, official_state_dict(fake))
     outs = adapter.outputs(model.eval(), torch.randn(1, 3, 64, 96))
@@ -144,7 +146,7 @@ def test_parity_adapter_infers_variant_from_keys(fixture):
     keys[1] = ['pos_embed', [1, 577, 384], 'torch.float32']
     model = parity_adapter(dict(fixture, keys=keys, variant='t2t_vit_14', input_hw=[384, 384])).build()
     assert model.pretrain_grid == (24, 24) and model.arch_settings['num_heads'] == 6
-    arch = t2t_module.arch_from_official_keys({k: s for k, s, _ in fixture['keys']}, 'T2t_vit_14_resnext')
+    arch = arch_from_official_keys({k: s for k, s, _ in fixture['keys']}, 'T2t_vit_14_resnext')
     assert arch['num_heads'] == 32 and arch['t2t_type'] == 'performer' and arch['kernel_ratio'] == 0.5
 
 
@@ -217,13 +219,13 @@ def test_position_table_resized_at_load():
 def test_position_table_at_run_time_is_cached(monkeypatch):
     model = build_tiny().eval()
     calls = []
-    original = t2t_module.resize_grid_embed
+    original = single_scale_module.resize_grid_embed
 
     def counting(*args, **kwargs):
         calls.append(tuple(args[1:3]))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(t2t_module, 'resize_grid_embed', counting)
+    monkeypatch.setattr(single_scale_module, 'resize_grid_embed', counting)
     with torch.no_grad():
         model(torch.randn(1, 3, 64, 96))
         model(torch.randn(2, 3, 64, 96))
