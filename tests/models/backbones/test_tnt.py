@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import mmvit_backbones.models.layers.transformer as transformer_module
 from mmvit_backbones.checkpoint import CheckpointError, load_pretrained
 from mmvit_backbones.models import TNT
+from mmvit_backbones.models.backbones import single_scale as single_scale_module
 from mmvit_backbones.models.backbones import tnt as tnt_module
 from mmvit_backbones.models.layers import resize_grid_embed, tokens_to_map
 from mmvit_backbones.testing.contract import (
@@ -318,7 +319,8 @@ def test_outer_pos_resized_at_load():
 
 def test_outer_pos_at_run_time_is_cached(monkeypatch):
     model = build_tiny().eval()
-    calls = spy_calls(monkeypatch, 'resize_grid_embed', tnt_module, record=lambda *args, **kwargs: args[1:3])
+    calls = spy_calls(monkeypatch, 'resize_grid_embed', single_scale_module,
+                      record=lambda *args, **kwargs: args[1:3])
     with torch.no_grad():
         model(torch.randn(1, 3, 64, 96))
         model(torch.randn(2, 3, 64, 96))
