@@ -15,6 +15,7 @@ A registered model is :class:`TimmModel`: the project's backbone plus the offici
 
 Nothing here imports mmcv, mmdet or mmseg.
 """
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import ClassifierHead, get_device_dtype, register_notrace_module
 from timm.models import build_model_with_cfg, generate_default_cfgs
@@ -396,7 +398,12 @@ def official_checkpoint_filter(state_dict: Mapping[str, Any], model: TimmModel) 
     if model.is_classifier and unknown:
         raise CheckpointError(f'the classifier tensors {unknown} of the checkpoint do not fit {type(backbone).__name__}'
                               f' as built (its head keys are {sorted(k for k in own if k.startswith("head."))})')
-    own.update({k: v for k, v in head.items() if k in own})
+    mismatched = sorted(k for k, v in head.items() if k in own and v.shape != own[k].shape)
+    if mismatched:  # e.g. the ImageNet-21k classifier of a 21k checkpoint in a 1000-class model
+        shapes = [tuple(head[k].shape) for k in mismatched], [tuple(own[k].shape) for k in mismatched]
+        print_log(f'{type(backbone).__name__}: the checkpoint\'s classifier {mismatched} has shapes {shapes[0]}, the '
+                  f'model\'s {shapes[1]}; the head keeps its initialisation', logger='current', level=logging.WARNING)
+    own.update({k: v for k, v in head.items() if k in own and k not in mismatched})
     return own
 
 
