@@ -12,7 +12,7 @@ SMALL_CSWIN = SMALL_BACKBONES['CSWin']['arch']
 def test_timm_backbone_returns_the_maps():
     config = TimmBackboneConfig(backbone='mmvit_cswin_t', out_indices=[0, 1, 2, 3])
     backbone = TimmBackbone(config, arch=SMALL_CSWIN).eval()  # extra kwargs reach timm.create_model
-    assert isinstance(AutoBackbone.from_config(config), TimmBackbone)
+    assert isinstance(AutoBackbone.from_config(TimmBackboneConfig(backbone='mmvit_vit_ti')), TimmBackbone)
     assert backbone.channels == [32, 64, 128, 256]
     with torch.no_grad():
         maps = backbone(torch.randn(1, 3, 67, 101)).feature_maps
@@ -22,10 +22,10 @@ def test_timm_backbone_returns_the_maps():
 
 
 def test_upernet_on_the_backbone_trains():
-    config = TimmBackboneConfig(backbone='mmvit_cswin_t', out_indices=[0, 1, 2, 3])
+    config = TimmBackboneConfig(backbone='mmvit_vit_ti', out_indices=[0, 1, 2, 3])  # the smallest registered model
     model = UperNetForSemanticSegmentation(UperNetConfig(
-        backbone_config=config, num_labels=3, hidden_size=32, auxiliary_in_channels=256, auxiliary_channels=16))
+        backbone_config=config, num_labels=3, hidden_size=32, auxiliary_in_channels=192, auxiliary_channels=16))
     out = model(pixel_values=torch.randn(2, 3, 64, 96), labels=torch.randint(0, 3, (2, 64, 96)))
     assert out.logits.shape == (2, 3, 64, 96)
     out.loss.backward()
-    assert model.backbone._backbone.model.backbone.stem.conv.weight.grad is not None
+    assert model.backbone._backbone.model.backbone.patch_embed.proj.weight.grad is not None

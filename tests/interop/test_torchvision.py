@@ -16,13 +16,14 @@ from mmvit_backbones.interop.torchvision import TimmFPNBackbone
 from mmvit_backbones.testing.cpu_configs import SMALL_BACKBONES
 from mmvit_backbones.testing.synthetic_data import SHAPE_CLASSES, make_coco_shapes
 
-DETECTOR_SIZE = dict(min_size=128, max_size=160)  # torchvision's resize of every image
+# torchvision's resize of every image; fewer sampled anchors and RoIs than the defaults keep the step cheap
+DETECTOR_SETTINGS = dict(min_size=96, max_size=128, rpn_batch_size_per_image=64, box_batch_size_per_image=64)
 
 
 @pytest.fixture(scope='module')
 def coco(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('coco_shapes'))
-    files = make_coco_shapes(root, num_train=2, num_val=3, size=(128, 144))
+    files = make_coco_shapes(root, num_train=2, num_val=2, size=(96, 112))
     return root, files
 
 
@@ -64,7 +65,7 @@ def test_train_step_and_coco_evaluation(coco, tmp_path, detector):
     root, files = coco
     backbone = TimmFPNBackbone('mmvit_cswin_t', out_channels=64, **SMALL_BACKBONES['CSWin'])
     assert backbone.out_channels == 64
-    model = detector(backbone, num_classes=len(SHAPE_CLASSES) + 1, **DETECTOR_SIZE)
+    model = detector(backbone, num_classes=len(SHAPE_CLASSES) + 1, **DETECTOR_SETTINGS)
 
     _, images, targets = load_split(root, files['train2017'], 'train2017')
     model.train()
