@@ -104,6 +104,11 @@ def shrink_config(cfg: Config, data_root: str, scale: Tuple[int, int] = (160, 12
         if not segmentation:
             dataset.metainfo = coco_metainfo()
         _scale_transforms(dataset.pipeline, scale)
+    # the top-level pipelines too: tools that build inputs from the config (mmdeploy's create_input, mmdet's
+    # inference_detector through cfg.test_dataloader, DetInferencer) read `test_pipeline`, not the dataloader's copy
+    for name in ('train_pipeline', 'test_pipeline'):
+        if cfg.get(name) is not None:
+            _scale_transforms(cfg[name], scale)
     for name in ('val_evaluator', 'test_evaluator'):
         evaluator = cfg.get(name)
         if evaluator is not None and not segmentation and 'ann_file' in evaluator:
@@ -132,8 +137,9 @@ def shrink_config(cfg: Config, data_root: str, scale: Tuple[int, int] = (160, 12
 
 def backbone_out_channels(backbone_cfg: dict) -> Sequence[int]:
     """Channels of the levels a backbone config returns (builds the backbone once)."""
-    import mmvit_backbones  # noqa: F401
     from mmengine.registry import MODELS
+
+    import mmvit_backbones  # noqa: F401
     model = MODELS.build(copy.deepcopy(dict(backbone_cfg)))
     return [model.out_channels[i] for i in model.out_indices]
 
