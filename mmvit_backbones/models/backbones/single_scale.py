@@ -43,7 +43,6 @@ from .base import PyramidBackbone
 POS_EMBED_INTERP_MODES = ('dino', 'bicubic')
 
 
-
 class SingleScaleBackbone(PyramidBackbone):
     """Base of the single-scale families (module docstring).
 
