@@ -24,7 +24,7 @@ onnx_config = dict(
     })
 codebase_config = dict(
     type='mmdet',
-    task='InstanceSegmentation',
+    task='ObjectDetection',  # mmdeploy's mmdet task for detectors with and without masks
     model_type='end2end',
     # score threshold, NMS IoU and detections per image come from the model's test_cfg (RPN and R-CNN); candidates
     # before NMS: 5 FPN levels x nms_pre 1000, so nothing the model keeps is cut
