@@ -11,6 +11,7 @@ from mmengine.config import Config
 
 import mmvit_backbones
 from mmvit_backbones.export import (
+    LOWEST_OPSET,
     ExportableAdaptiveAvgPool2d,
     ExportError,
     compare_with_onnxruntime,
@@ -46,9 +47,9 @@ SPECIAL_CASES = {
 }
 
 
-def check_export(model: nn.Module, tmp_path, shapes=CHECK_SHAPES) -> None:
+def check_export(model: nn.Module, tmp_path, shapes=CHECK_SHAPES, opset: int = 17) -> None:
     path = str(tmp_path / 'model.onnx')
-    names = export_onnx(model, torch.randn(1, 3, *EXPORT_HW), path, dynamic=True)
+    names = export_onnx(model, torch.randn(1, 3, *EXPORT_HW), path, dynamic=True, opset=opset)
     graph_input = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param for d in graph_input] == ['batch', '', 'height', 'width']  # really dynamic
     results = compare_with_onnxruntime(model, path, shapes)
@@ -66,6 +67,50 @@ def test_backbone_exports_with_dynamic_size(name, tmp_path):
     torch.manual_seed(0)
     model = MODELS.build(dict(type=name, **SMALL_BACKBONES[name])).eval()
     check_export(model, tmp_path)
+
+
+@pytest.mark.parametrize('name', BACKBONES)
+def test_backbone_is_valid_at_the_lowest_opset(name, tmp_path):
+    """Opset 11 (mmdeploy's default) has no integer Clip/Min and no Einsum: no backbone may need them."""
+    torch.manual_seed(0)
+    model = MODELS.build(dict(type=name, **SMALL_BACKBONES[name])).eval()
+    check_export(model, tmp_path, CHECK_SHAPES[1:], opset=LOWEST_OPSET)
+
+
+def test_too_low_opset_names_the_lowest_that_works(tmp_path):
+    class Bilinear(nn.Module):  # einsum: an ONNX operator from opset 12
+        def forward(self, x):
+            return torch.einsum('bchw,bdhw->bcd', x, x)
+
+    with pytest.raises(ExportError, match=r'cannot be exported at opset 11: .*einsum.*the lowest opset that works is '
+                       r'12 \(--opset 12\)'):
+        export_onnx(Bilinear(), torch.randn(1, 3, 8, 8), str(tmp_path / 'm.onnx'), opset=11)
+    assert not (tmp_path / 'm.onnx').exists()
+
+
+def test_export_tool_reverts_syncbn(tmp_path, capsys):
+    """Shipped UPerNets normalise with SyncBN, whose empty-input test tracing would fix: the tool converts it to
+    BatchNorm as mmseg's own tools do (in eval mode the same computation)."""
+    tool = _export_tool()
+    cfg = shrink_config(Config.fromfile(osp.join(ROOT, 'configs', 'upernet_gcvit_t_160k.py')), str(tmp_path),
+                        small_backbone=True)
+    cfg.model.decode_head.norm_cfg = cfg.model.auxiliary_head.norm_cfg = dict(type='SyncBN', requires_grad=True)
+    cfg.dump(str(tmp_path / 'syncbn.py'))
+    out = str(tmp_path / 'model.onnx')
+    status = tool.main([str(tmp_path / 'syncbn.py'), '--out', out, '--shape', '64', '96', '--dynamic'])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    assert 'onnxruntime vs PyTorch: ok at 3 input shape(s)' in printed, printed
+
+
+def _export_tool():
+    import sys
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    try:
+        import export_onnx as tool
+    finally:
+        sys.path.pop(0)
+    return tool
 
 
 @pytest.mark.parametrize('case', sorted(SPECIAL_CASES))
