@@ -135,7 +135,8 @@ def dataset_meta(cfg, checkpoint: str) -> dict:
     dataset = cfg.test_dataloader.dataset
     while 'dataset' in dataset:
         dataset = dataset.dataset
-    meta = copy.deepcopy(dict(DATASETS.get(dataset.type).METAINFO))
+    dataset_class = DATASETS.get(f"{cfg.get('default_scope', 'mmdet')}.{dataset.type}")  # the config's scope
+    meta = copy.deepcopy(dict(getattr(dataset_class, 'METAINFO', {})))
     meta.update(dataset.get('metainfo') or {})
     return meta
 
