@@ -109,6 +109,7 @@ def random_checkpoint(task_processor, path: str) -> str:
     import torch
     torch.manual_seed(0)
     model = task_processor.build_pytorch_model(None)
+    model.init_weights()  # the config's initialisation (e.g. the detection heads' prior bias), not saturated scores
     torch.save({'state_dict': model.state_dict()}, path)
     return path
 

@@ -1,11 +1,8 @@
-"""tools/deploy.py end to end through mmdeploy and ONNX Runtime: one shipped config per task (detection,
-instance segmentation, cascade instance segmentation, semantic segmentation), each with another family's small
-backbone, a narrow neck/head and small images, random weights; bad input; the mmdeploy fixes stay opt-in."""
+"""tools/deploy.py: bad input, the mmdeploy fixes stay opt-in, the shrunk configs' top-level pipelines."""
 import os.path as osp
 import subprocess
 import sys
 
-import onnx
 import pytest
 from mmengine.config import Config
 
@@ -34,35 +31,6 @@ def _small_config(config: str, data_root: str, folder) -> str:
     return path
 
 
-@pytest.mark.parametrize('config, task, outputs', [
-    ('retinanet_gcvit_t_1x.py', 'detection', ['dets', 'labels']),
-    ('maskrcnn_botnet_50_1x.py', 'instance-seg', ['dets', 'labels', 'masks']),
-    ('cascade_maskrcnn_pyramidtnt_s_3x.py', 'instance-seg', ['dets', 'labels', 'masks']),
-    ('upernet_t2tvit_14_160k.py', 'segmentation', ['output']),  # slide mode, compared in whole mode
-])
-def test_deploy_equals_pytorch(config, task, outputs, coco_shapes, ade_shapes, tmp_path, capsys):
-    data_root = ade_shapes if config.startswith('upernet') else coco_shapes
-    small = _small_config(config, data_root, tmp_path)
-    work_dir = tmp_path / 'work'
-    status = _tool().main([small, '--work-dir', str(work_dir), '--shape', '80', '112'])
-    printed = capsys.readouterr().out
-    assert status == 0, printed
-    assert f'{task} model' in printed and 'random weights' in printed, printed
-    assert printed.count(': ok, ') == 2, printed  # two input sizes compared, both equal
-    graph = onnx.load(str(work_dir / 'end2end.onnx')).graph
-    assert [o.name for o in graph.output] == outputs
-    assert [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim] == ['batch', '', 'height', 'width']
-    assert (work_dir / 'pytorch_vs_onnxruntime.png').stat().st_size > 0
-
-
-def test_deploy_eval_reports_both_metrics(coco_shapes, tmp_path, capsys):
-    small = _small_config('retinanet_shunted_s_1x.py', coco_shapes, tmp_path)
-    status = _tool().main([small, '--work-dir', str(tmp_path / 'work'), '--eval'])
-    printed = capsys.readouterr().out
-    assert status == 0, printed
-    assert 'coco/bbox_mAP ' in printed and 'PyTorch' in printed and 'ONNX Runtime' in printed, printed
-
-
 @pytest.mark.parametrize('args, message', [
     (['configs/no_such_config.py'], 'config configs/no_such_config.py: no such file'),
     (['configs/retinanet_gcvit_t_1x.py', '--img', 'no_such.jpg'], 'image no_such.jpg: no such file'),
@@ -88,4 +56,6 @@ def test_shrunk_config_shrinks_the_top_level_test_pipeline(tmp_path):
                         scale=SCALE)
     resizes = [t for t in cfg.test_pipeline if t['type'] == 'Resize']
     assert resizes and all(tuple(t['scale']) == SCALE for t in resizes)
-    assert cfg.test_pipeline == cfg.test_dataloader.dataset.pipeline
+    def steps(pipeline):  # mmengine marks the dataset's copy with its scope
+        return [{k: v for k, v in t.items() if k != '_scope_'} for t in pipeline]
+    assert steps(cfg.test_pipeline) == steps(cfg.test_dataloader.dataset.pipeline)
