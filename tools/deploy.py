@@ -13,7 +13,9 @@
    user gets: detections above ``--score-thr`` (boxes, scores, labels, masks) or the class map. Exit status 1 on a
    mismatch (which output, by how much, at which size), else 0 with a one-line summary.
 3. Draws both results side by side: ``DIR/pytorch_vs_onnxruntime.png``.
-4. ``--eval``: runs the config's test set and metric through the ONNX Runtime model and PyTorch and prints both.
+4. ``--eval``: runs the config's test set and metric through the ONNX Runtime model and PyTorch and prints both;
+   a summary metric (COCO bbox/segm mAP, mIoU, mAcc, aAcc) that differs by more than ``--metric-tol`` (0.005) is a
+   mismatch too.
 
 Without CHECKPOINT the weights are random (PyTorch's layer initialisation, seed 0; saved to
 ``DIR/random_weights.pth`` so that both runs use the same ones): the check is then one of structure only.
@@ -30,6 +32,11 @@ import time
 import _bootstrap  # noqa: F401
 
 EXIT_BAD_INPUT = 2
+
+
+# the evaluators' summary numbers; the breakdowns (mAP@50, by object size, per class) are printed, not compared: on a
+# small test set one box more or less moves them by more than the tolerance
+HEADLINE_METRICS = ('bbox_mAP', 'segm_mAP', 'mIoU', 'mAcc', 'aAcc')
 
 
 def parse_args(argv=None):
@@ -49,7 +56,10 @@ def parse_args(argv=None):
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='detections above this score must be in both results (default 0.3)')
     parser.add_argument('--eval', action='store_true',
-                        help="also evaluate the config's test set with both models and print the metrics")
+                        help="also evaluate the config's test set with both models and print the metrics; a metric "
+                        'a summary metric (mAP, mIoU, mAcc, aAcc) that differs by more than --metric-tol is a mismatch')
+    parser.add_argument('--metric-tol', type=float, default=0.005,
+                        help='largest difference of a test-set metric between the two runtimes (default 0.005)')
     return parser.parse_args(argv)
 
 
@@ -183,7 +193,7 @@ def main(argv=None) -> int:
         mmdeploy_compat,  # noqa: F401  (applies the torch 2.13 fixes)
         model_task,
     )
-    from mmvit_backbones.deploy.compare import compare_detections, compare_segmentation
+    from mmvit_backbones.deploy.compare import Comparison, compare_detections, compare_segmentation
 
     task = model_task(cfg)
     deploy_path = args.deploy_cfg or deploy_config_for(cfg)
@@ -237,15 +247,25 @@ def main(argv=None) -> int:
         ort_metrics = evaluate(task_processor, ort_model, cfg, osp.join(args.work_dir, 'eval_onnxruntime'))
         torch_metrics = evaluate(task_processor, torch_model, cfg, osp.join(args.work_dir, 'eval_pytorch'))
         print('metric'.ljust(32), 'PyTorch'.rjust(9), 'ONNX Runtime'.rjust(13))
+        metric_problems = []
         for key, value in torch_metrics.items():
             if isinstance(value, (int, float)):
-                print(key.ljust(32), f'{value:9.4f}', f'{ort_metrics.get(key, float("nan")):13.4f}')
+                ort_value = ort_metrics.get(key, float('nan'))
+                headline = key.endswith(HEADLINE_METRICS)
+                print(key.ljust(32), f'{value:9.4f}', f'{ort_value:13.4f}' + ('' if headline else '   (not compared)'))
+                if headline and not abs(value - ort_value) <= args.metric_tol:
+                    metric_problems.append(f'{key} {ort_value:.4f} in ONNX Runtime, {value:.4f} in PyTorch '
+                                           f'(tolerance {args.metric_tol})')
+        if metric_problems:
+            comparisons.append(Comparison('test set', '', metric_problems))
 
     failed = [c for c in comparisons if not c.ok]
+    comparisons = [c for c in comparisons if c.size != 'test set']
     sizes = ' and '.join(f'{c.size[0]}x{c.size[1]}' for c in comparisons)
     if failed:
-        print(f'MISMATCH: ONNX Runtime differs from PyTorch at {", ".join(f"{c.size[0]}x{c.size[1]}" for c in failed)}'
-              f': {"; ".join(p for c in failed for p in c.problems)}')
+        where = ', '.join(c.size if isinstance(c.size, str) else f'{c.size[0]}x{c.size[1]}' for c in failed)
+        print(f'MISMATCH: ONNX Runtime differs from PyTorch at {where}: '
+              f'{"; ".join(p for c in failed for p in c.problems)}')
         return 1
     print(f'ok: {onnx_file} equals PyTorch at {sizes} ({comparisons[0].summary})')
     return 0

@@ -31,6 +31,13 @@ What is fixed (error -> cause -> fix):
    differ along every boundary of a resized image. With ``with_argmax=False`` (the project's deploy config: the graph
    returns logits) its ``pack_result`` is replaced by mmseg's order.
 
+6. mmdeploy's ``RPNHead.predict_by_feat`` rewrite is not mmdet's proposal step: it runs one NMS over the boxes of
+   all levels (mmdet's ``batched_nms`` suppresses within a level only), drops proposals below the deploy config's
+   ``score_threshold`` (mmdet's RPN has none), keeps boxes of zero width or height (mmdet drops those not larger
+   than ``min_bbox_size``) and appends an all-zero proposal, which the RoI head then classifies. The proposals differ,
+   and with them the detections of a trained Mask R-CNN. Replaced for ONNX Runtime by mmdet's step: one NMS class
+   per level, no score threshold, the small boxes and the padding dropped.
+
 Rewriters registered for ``backend='onnxruntime'`` take precedence over mmdeploy's backend-independent ones and do
 not affect other backends.
 """
@@ -124,6 +131,56 @@ def cascade_predict_mask(self, x: Tuple[Tensor], batch_img_metas: List[dict], re
     return dets, labels, masks.reshape(b, n, masks.shape[-2], masks.shape[-1])
 
 
+def rpn_predict_by_feat(self, cls_scores: List[Tensor], bbox_preds: List[Tensor], score_factors=None,
+                        batch_img_metas: List[dict] = None, cfg=None, rescale: bool = False, with_nms: bool = True,
+                        **kwargs) -> Tuple[Tensor, Tensor]:
+    """mmdet's RPN proposals in a traceable form: per level the ``nms_pre`` best anchors, decoded and clipped to the
+    image, those not larger than ``min_bbox_size`` dropped, NMS within each level, the ``max_per_img`` best kept.
+    Returns ``(dets, labels)`` of shape (B, N, 5) and (B, N), as mmdeploy's two-stage rewrite expects."""
+    import torch.nn.functional as F
+    from mmdeploy.codebase.mmdet.deploy import gather_topk, pad_with_value_if_necessary
+    from mmdeploy.mmcv.ops.nms import ONNXNMSop, _select_nms_index
+    cfg = self.test_cfg if cfg is None else cfg
+    batch_size, num_levels = cls_scores[0].shape[0], len(cls_scores)
+    level_anchors = self.anchor_generator.grid_anchors([s.shape[-2:] for s in cls_scores], device=cls_scores[0].device)
+    nms_pre, min_size = cfg.get('nms_pre', -1), cfg.get('min_bbox_size', -1)
+    level_boxes, level_scores = [], []
+    for cls_score, bbox_pred, anchors in zip(cls_scores, bbox_preds, level_anchors):
+        cls_score = cls_score.permute(0, 2, 3, 1)
+        if self.use_sigmoid_cls:
+            scores = cls_score.reshape(batch_size, -1).sigmoid()
+        else:  # foreground is class 0 of the two
+            scores = cls_score.reshape(batch_size, -1, 2).softmax(-1)[..., 0]
+        scores = scores.unsqueeze(-1)
+        deltas = bbox_pred.permute(0, 2, 3, 1).reshape(batch_size, -1, self.bbox_coder.encode_size)
+        anchors = anchors.unsqueeze(0)
+        if nms_pre > 0:  # padded with zero scores to nms_pre candidates; NMS drops zero scores
+            scores = pad_with_value_if_necessary(scores, 1, nms_pre, 0.)
+            deltas = pad_with_value_if_necessary(deltas, 1, nms_pre)
+            anchors = pad_with_value_if_necessary(anchors, 1, nms_pre)
+            _, top = scores.squeeze(2).topk(nms_pre)
+            deltas, scores = gather_topk(deltas, scores, inds=top, batch_size=batch_size, is_batched=True)
+            anchors = gather_topk(anchors, inds=top, batch_size=batch_size, is_batched=False)
+        boxes = self.bbox_coder.decode(anchors, deltas, max_shape=batch_img_metas[0]['img_shape'])
+        if min_size >= 0:
+            large = (boxes[..., 2] - boxes[..., 0] > min_size) & (boxes[..., 3] - boxes[..., 1] > min_size)
+            scores = scores * large.unsqueeze(-1).to(scores.dtype)
+        level_boxes.append(boxes)
+        level_scores.append(scores)
+    boxes = torch.cat(level_boxes, dim=1)
+    # one NMS class per level (column l holds the scores of level l's boxes, zero elsewhere): mmdet's batched_nms
+    scores = torch.cat([F.pad(s, (i, num_levels - 1 - i)) for i, s in enumerate(level_scores)], dim=1)
+    scores = scores.permute(0, 2, 1)
+    max_per_img = cfg.get('max_per_img', 1000)
+    iou = torch.tensor([cfg.nms.get('iou_threshold', 0.7)], dtype=torch.float32)
+    selected = ONNXNMSop.apply(boxes, scores, max_per_img, iou, torch.tensor([0.0]))
+    dets, labels = _select_nms_index(scores, boxes, selected, batch_size, keep_top_k=max_per_img)
+    # zero-score rows: the one _select_nms_index appends, and the padding of images with fewer proposals than
+    # another image of the batch; rows empty in every image go (for one image: exactly mmdet's proposals)
+    kept = (dets[..., 4] > 0).any(dim=0)
+    return dets[:, kept], labels[:, kept]
+
+
 def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     """``F.adaptive_avg_pool2d`` with the bins computed from the run-time size (to 1x1: ONNX GlobalAveragePool)."""
     from mmdeploy.core import FUNCTION_REWRITER
@@ -159,6 +216,8 @@ def _register_rewriters() -> None:
     head = 'mmdet.models.roi_heads.cascade_roi_head.CascadeRoIHead.'
     FUNCTION_REWRITER.register_rewriter(head + 'predict_bbox', backend='onnxruntime')(cascade_predict_bbox)
     FUNCTION_REWRITER.register_rewriter(head + 'predict_mask', backend='onnxruntime')(cascade_predict_mask)
+    FUNCTION_REWRITER.register_rewriter('mmdet.models.dense_heads.rpn_head.RPNHead.predict_by_feat',
+                                        backend='onnxruntime')(rpn_predict_by_feat)
     FUNCTION_REWRITER.register_rewriter('torch.nn.functional.adaptive_avg_pool2d',
                                         backend='onnxruntime')(adaptive_avg_pool2d)
 
