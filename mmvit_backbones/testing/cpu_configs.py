@@ -207,3 +207,22 @@ def narrow_detector(model: dict, width: int) -> None:
     for name, part in model.items():
         if name not in ('backbone', 'neck', 'data_preprocessor'):
             narrow(part)
+
+
+# PyramidTNT with one block per stage and narrow widths: a RetinaNet around it learns the synthetic shapes on a CPU
+TINY_PYRAMIDTNT = dict(depths=[1, 1, 1, 1], outer_dims=[32, 64, 128, 128], inner_dims=[4, 8, 16, 16],
+                       outer_heads=[1, 2, 4, 4], inner_heads=[1, 1, 2, 2])
+
+
+def tiny_retinanet(cfg: Config, data_root: str, epochs: int) -> Config:
+    """``configs/retinanet_pyramidtnt_s_1x.py`` (as ``cfg``) with the tiny PyramidTNT, a 32-channel neck and head,
+    ``epochs`` of training with checkpoint and validation at the end, seed 0: the end-to-end tests' detector."""
+    cfg = shrink_config(cfg, data_root, scale=(160, 128), batch_size=4)
+    cfg.model.backbone.arch = copy.deepcopy(TINY_PYRAMIDTNT)
+    set_neck_channels(cfg, backbone_out_channels(cfg.model.backbone))  # the levels the config returns
+    cfg.model.neck.out_channels = 32
+    cfg.model.bbox_head.update(in_channels=32, feat_channels=32, stacked_convs=1)
+    cfg = short_schedule(cfg, epochs=epochs, warmup_iters=5, log_interval=1)
+    cfg.optim_wrapper.optimizer.lr = 2e-3
+    cfg.randomness = dict(seed=0, deterministic=False)
+    return cfg

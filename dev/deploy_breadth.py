@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Deployment breadth checks, too long for the test suite (run by hand; results in docs/guides/deployment.md).
 
-    python tests/deploy/breadth.py configs  [--out results.md]   # every shipped config through tools/deploy.py
-    python tests/deploy/breadth.py variants [--out results.md]   # every distinct arch_zoo variant, backbone export
-    python tests/deploy/breadth.py opsets   [--out results.md]   # every family's small backbone at opsets 11-18
-    python tests/deploy/breadth.py latency CONFIG [--threads N]  # ORT vs PyTorch at 800x1333 (random weights)
+    python dev/deploy_breadth.py configs  [--out results.md]   # every shipped config through tools/deploy.py
+    python dev/deploy_breadth.py variants [--out results.md]   # every distinct arch_zoo variant, backbone export
+    python dev/deploy_breadth.py opsets   [--out results.md]   # every family's small backbone at opsets 11-18
+    python dev/deploy_breadth.py latency CONFIG [--threads N]  # ORT vs PyTorch at 800x1333 (random weights)
 
 ``configs``: each config shrunk as the suite does it (``shrink_config(small_backbone=True)``: the family's small
 backbone with the config's other backbone settings, neck/heads 32 channels wide, test scale 160x128, synthetic data),
@@ -24,9 +24,9 @@ import sys
 import tempfile
 import time
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-sys.path.insert(0, ROOT)
+import _bootstrap  # dev/: the repository root and tools/ on sys.path
+
+ROOT = _bootstrap.ROOT
 
 
 def run_configs(pattern: str):
@@ -90,7 +90,7 @@ def _export_row(label: str, model, folder: str, opset: int):
             f'max relative diff {diff:.1e} at 3 shapes, {time.perf_counter() - start:.0f} s')
 
 
-def run_variants():
+def run_variants(families):
     import torch
 
     import mmvit_backbones
@@ -100,6 +100,8 @@ def run_variants():
         for name in sorted(mmvit_backbones.__all__):
             cls = getattr(mmvit_backbones, name)
             if not (isinstance(cls, type) and issubclass(cls, PyramidBackbone) and cls is not PyramidBackbone):
+                continue
+            if families and name not in families:
                 continue
             seen = {}
             for arch, settings in cls.arch_zoo.items():
@@ -173,12 +175,11 @@ def main() -> int:
     parser.add_argument('config', nargs='?', help='latency: the full-size config')
     parser.add_argument('--threads', type=int, default=2, help='latency: threads of both runtimes (default 2)')
     parser.add_argument('--pattern', default='*.py', help='configs: file name pattern under configs/')
+    parser.add_argument('--families', nargs='+', help='variants: only these classes (e.g. PlainViT TNT)')
     parser.add_argument('--out', help='also write the table (Markdown) to this file')
     args = parser.parse_args()
-    import _bootstrap  # noqa: F401  (tools/: source checkout on the path, warning filters)
-
     import mmvit_backbones  # noqa: F401
-    header, rows = {'configs': lambda: run_configs(args.pattern), 'variants': run_variants,
+    header, rows = {'configs': lambda: run_configs(args.pattern), 'variants': lambda: run_variants(args.families),
                     'opsets': run_opsets, 'latency': lambda: run_latency(args.config, args.threads)}[args.what]()
     table = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)] + ['| ' + ' | '.join(r) + ' |'
                                                                               for r in rows]
