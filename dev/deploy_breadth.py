@@ -8,7 +8,8 @@
 
 ``configs``: each config shrunk as the suite does it (``shrink_config(small_backbone=True)``: the family's small
 backbone with the config's other backbone settings, neck/heads 32 channels wide, test scale 160x128, synthetic data),
-random weights, exported by mmdeploy at its task's deploy config and compared with PyTorch at two sizes.
+random weights, exported by mmdeploy at its task's deploy config and compared with PyTorch at two sizes (the R-CNNs
+without padding to the size divisor).
 ``variants``: each backbone variant (random weights) exported with a dynamic size at 64x96, compared at two more
 sizes; file size against its float32 parameter bytes. ``opsets``: the same for the small backbones at each opset.
 ``latency``: the full-size config deployed at 800x1333 (1333x800 test scale, a 800x1333 image), then the median
@@ -31,6 +32,7 @@ ROOT = _bootstrap.ROOT
 
 def run_configs(pattern: str):
     import deploy
+    import torch
     from mmengine.config import Config
 
     from mmvit_backbones.testing.cpu_configs import narrow_detector, shrink_config
@@ -47,6 +49,10 @@ def run_configs(pattern: str):
             cfg = shrink_config(cfg, ade if segmentation else coco, scale=(160, 128), small_backbone=True)
             if not segmentation:
                 narrow_detector(cfg.model, 32)
+            # R-CNNs unpadded: the graph clips proposals to the padded input, mmdet to the image (the suite's rule,
+            # tests/deploy/test_deploy_tool.py; docs/guides/deployment.md, Limits)
+            unpadded = ['--cfg-options', 'model.data_preprocessor.pad_size_divisor=1'] if 'roi_head' in cfg.model \
+                else []
             small = osp.join(folder, f'{name}.py')
             cfg.dump(small)
             work = osp.join(folder, name)
@@ -54,20 +60,28 @@ def run_configs(pattern: str):
             printed = io.StringIO()
             try:
                 with contextlib.redirect_stdout(printed):
-                    status = deploy.main([small, '--work-dir', work])
+                    status = deploy.main([small, '--work-dir', work] + unpadded)
             except Exception as err:  # noqa: BLE001  (recorded in the table)
                 status, printed = 'error', io.StringIO(f'{type(err).__name__}: {str(err).splitlines()[0][:200]}')
             seconds = time.perf_counter() - start
             lines = printed.getvalue().strip().splitlines()
             size = next((ln.split('(')[1].split(')')[0] for ln in lines if ln.startswith('exported ')), '-')
+            ratio = '-'
+            onnx_path, weights = osp.join(work, 'end2end.onnx'), osp.join(work, 'random_weights.pth')
+            if osp.isfile(onnx_path) and osp.isfile(weights):  # the file against its float32 parameter bytes
+                state = torch.load(weights, map_location='cpu', weights_only=False)
+                state = state.get('state_dict', state)
+                params = sum(t.numel() * 4 for t in state.values() if torch.is_tensor(t) and t.is_floating_point())
+                ratio = f'{os.path.getsize(onnx_path) / params:.3f}'
             result = lines[-1] if lines else ''
             verdict = 'equal' if status == 0 else f'FAIL ({status})'
             summary = result.split('(', 1)[1].rstrip(')') if status == 0 and '(' in result else result[:160]
-            rows.append((name, cfg.model.backbone.type, verdict, size, f'{seconds:.0f}', summary))
+            rows.append((name, cfg.model.backbone.type, verdict, size, ratio, f'{seconds:.0f}', summary))
             print(' | '.join(rows[-1]), flush=True)
             for onnx_file in glob.glob(osp.join(work, '*.onnx')):
                 os.remove(onnx_file)
-    return ['config', 'backbone (small)', 'ORT vs PyTorch', 'end2end.onnx', 's', 'at the test scale'], rows
+    return ['config', 'backbone (small)', 'ORT vs PyTorch', 'end2end.onnx', 'file / params', 's',
+            'at the test scale'], rows
 
 
 def _export_row(label: str, model, folder: str, opset: int):

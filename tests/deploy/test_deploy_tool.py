@@ -53,35 +53,44 @@ def test_trained_detector_gives_the_same_detections_and_map(trained_retinanet, c
 # every family in a task (PyramidTNT in the trained test above), every task at least once; the RoI-head tasks run
 # mmdeploy's rewrites (RoIAlign, the cascade refinement) and UPerNet the adaptive-pooling fix, slide mode compared in
 # whole mode
+SMALL = (80, 112)  # (h, w) of the test scale; the tool's second size is smaller and not a multiple of 32
 FAMILY_TASK = [
-    ('retinanet_gcvit_t_1x.py', 'detection'),
-    ('retinanet_mixer_b16_1x.py', 'detection'),
-    ('retinanet_t2tvit_14_1x.py', 'detection'),
-    ('retinanet_deepvit_s_1x.py', 'detection'),
-    ('maskrcnn_botnet_50_1x.py', 'instance-seg'),
-    ('maskrcnn_resmlp_24_1x.py', 'instance-seg'),
-    ('cascade_maskrcnn_cswin_t_3x.py', 'instance-seg'),
-    ('upernet_shunted_s_160k.py', 'segmentation'),
-    ('upernet_vit_s_160k.py', 'segmentation'),
-    ('upernet_tnt_s_160k.py', 'segmentation'),
+    ('retinanet_gcvit_t_1x.py', 'detection', SMALL),
+    ('retinanet_mixer_b16_1x.py', 'detection', SMALL),
+    ('retinanet_t2tvit_14_1x.py', 'detection', SMALL),
+    ('retinanet_deepvit_s_1x.py', 'detection', SMALL),
+    ('retinanet_botnet_50_1x.py', 'detection', SMALL),
+    ('retinanet_resmlp_24_1x.py', 'detection', SMALL),
+    # at 80x112 the second size (65x91) moves one box by 0.95 px and its few-pixel mask by 3% (deployment guide, Limits)
+    ('maskrcnn_shunted_s_1x.py', 'instance-seg', (128, 160)),
+    ('cascade_maskrcnn_cswin_t_3x.py', 'instance-seg', SMALL),
+    ('upernet_shunted_s_160k.py', 'segmentation', SMALL),
+    ('upernet_vit_s_160k.py', 'segmentation', SMALL),
+    ('upernet_tnt_s_160k.py', 'segmentation', SMALL),
+    pytest.param('maskrcnn_resmlp_24_1x.py', 'instance-seg', SMALL, marks=pytest.mark.xfail(
+        strict=True, reason='known: ONNX Runtime scores the RoIs of the ResMLP Mask R-CNN differently (1 vs 15 '
+        'detections above 0.3, unpadded); not found yet')),
 ]
 OUTPUTS = {'detection': ['dets', 'labels'], 'instance-seg': ['dets', 'labels', 'masks'], 'segmentation': ['output']}
 
 
-@pytest.mark.parametrize('config, task', FAMILY_TASK, ids=[c[:-3] for c, _ in FAMILY_TASK])
-def test_every_family_deploys_in_a_task(config, task, coco_shapes, ade_shapes, tmp_path, capsys):
+@pytest.mark.parametrize('config, task, shape', FAMILY_TASK,
+                         ids=[getattr(case, 'values', case)[0][:-3] for case in FAMILY_TASK])
+def test_every_family_deploys_in_a_task(config, task, shape, coco_shapes, ade_shapes, tmp_path, capsys):
     """Random weights: the graph exports with a dynamic size, runs in ONNX Runtime at two sizes and the tool's
-    comparison holds: the class map pixel by pixel, RetinaNet's detections above 0.3. Random R-CNN heads score every
-    box alike, so which of the near-tied RPN proposals survive NMS turns on 1e-6 differences; their comparison takes
-    only confident detections (above 0.5: none), and the trained detectors check the R-CNN outputs themselves."""
+    comparison holds: the class map pixel by pixel, detections above 0.3 (boxes, scores, labels, masks). The R-CNNs
+    run unpadded: the graph clips proposals and boxes to the padded input where mmdet clips them to the image, which
+    moves the proposals that reach into the padding (docs/guides/deployment.md, Limits)."""
     small = _small_config(config, ade_shapes if task == 'segmentation' else coco_shapes, tmp_path)
     work_dir = tmp_path / 'work'
-    score_thr = ['--score-thr', '0.5'] if task == 'instance-seg' else []
-    status = _tool().main([small, '--work-dir', str(work_dir), '--shape', '80', '112'] + score_thr)
+    unpadded = ['--cfg-options', 'model.data_preprocessor.pad_size_divisor=1'] if task == 'instance-seg' else []
+    status = _tool().main([small, '--work-dir', str(work_dir), '--shape', str(shape[0]), str(shape[1])] + unpadded)
     printed = capsys.readouterr().out
     assert status == 0, printed
     assert f'{task} model' in printed and 'random weights' in printed, printed
     assert printed.count(': ok, ') == 2, printed  # two input sizes compared, both equal
+    if task == 'instance-seg':  # these random R-CNN heads score boxes above 0.3: the comparison has detections
+        assert min(int(n) for n in re.findall(r': ok, (\d+) detections', printed)) >= 1, printed
     graph = onnx.load(str(work_dir / 'end2end.onnx'), load_external_data=False).graph
     assert [o.name for o in graph.output] == OUTPUTS[task]
     assert [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim] == ['batch', '', 'height', 'width']

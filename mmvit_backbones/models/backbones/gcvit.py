@@ -201,9 +201,11 @@ class GlobalQueryGen(nn.Module):
         return x.flatten(2).transpose(1, 2).reshape(b, w * w, self.num_heads, c // self.num_heads).transpose(1, 2)
 
 
-def relative_position_index(window: int) -> torch.Tensor:
-    """Swin's (w*w, w*w) index into a ((2w-1)**2)-row table: (dy + w - 1) * (2w - 1) + (dx + w - 1)."""
-    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing='ij')).flatten(1)
+def relative_position_index(window: int, positions: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Swin's (w*w, w*w) index into a ((2w-1)**2)-row table: (dy + w - 1) * (2w - 1) + (dx + w - 1).
+    ``positions``: ``0 .. w-1`` as a tensor computed in the caller's graph (default ``arange(w)``)."""
+    positions = torch.arange(window) if positions is None else positions
+    coords = torch.stack(torch.meshgrid(positions, positions, indexing='ij')).flatten(1)
     rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
     return rel[..., 0] * (2 * window - 1) + rel[..., 1]
 
@@ -247,10 +249,14 @@ class WindowAttention(nn.Module):
         def compute() -> torch.Tensor:
             n = self.window * self.window
             table = self.relative_position_bias_table
-            # exported: the index is traced from the window, so the exporter keeps one copy per window size, not the
-            # (N, N) int64 buffer of every block (together almost half the weights' size at the detection window 24)
-            index = relative_position_index(self.window).to(table.device) if is_exporting() else \
-                self.relative_position_index
+            if is_exporting():
+                # computed in the graph from positions derived from the table (a parameter), so that no exporter
+                # pass folds it into an (N, N) int64 constant per block: together almost half the weights' size at
+                # the detection window 24
+                positions = torch.ones_like(table[:self.window, 0]).cumsum(0).long() - 1
+                index = relative_position_index(self.window, positions)
+            else:
+                index = self.relative_position_index
             return table[index.view(-1)].view(n, n, -1).permute(2, 0, 1).contiguous()
         return self.bias_cache.get(self.window, [self.relative_position_bias_table], compute)
 
