@@ -193,7 +193,7 @@ def main(argv=None) -> int:
         mmdeploy_compat,  # noqa: F401  (applies the torch 2.13 fixes)
         model_task,
     )
-    from mmvit_backbones.deploy.compare import Comparison, compare_detections, compare_segmentation
+    from mmvit_backbones.deploy.compare import compare_detections, compare_segmentation
 
     task = model_task(cfg)
     deploy_path = args.deploy_cfg or deploy_config_for(cfg)
@@ -243,11 +243,11 @@ def main(argv=None) -> int:
          ('pytorch', 'onnxruntime'), args.score_thr, out_file)
     print(f'drawn: {out_file} (left PyTorch, right ONNX Runtime)')
 
+    metric_problems = []
     if args.eval:
         ort_metrics = evaluate(task_processor, ort_model, cfg, osp.join(args.work_dir, 'eval_onnxruntime'))
         torch_metrics = evaluate(task_processor, torch_model, cfg, osp.join(args.work_dir, 'eval_pytorch'))
         print('metric'.ljust(32), 'PyTorch'.rjust(9), 'ONNX Runtime'.rjust(13))
-        metric_problems = []
         for key, value in torch_metrics.items():
             if isinstance(value, (int, float)):
                 ort_value = ort_metrics.get(key, float('nan'))
@@ -256,17 +256,15 @@ def main(argv=None) -> int:
                 if headline and not abs(value - ort_value) <= args.metric_tol:
                     metric_problems.append(f'{key} {ort_value:.4f} in ONNX Runtime, {value:.4f} in PyTorch '
                                            f'(tolerance {args.metric_tol})')
-        if metric_problems:
-            comparisons.append(Comparison('test set', '', metric_problems))
 
-    failed = [c for c in comparisons if not c.ok]
-    comparisons = [c for c in comparisons if c.size != 'test set']
-    sizes = ' and '.join(f'{c.size[0]}x{c.size[1]}' for c in comparisons)
-    if failed:
-        where = ', '.join(c.size if isinstance(c.size, str) else f'{c.size[0]}x{c.size[1]}' for c in failed)
-        print(f'MISMATCH: ONNX Runtime differs from PyTorch at {where}: '
-              f'{"; ".join(p for c in failed for p in c.problems)}')
+    mismatches = [(f'{c.size[0]}x{c.size[1]}', c.problems) for c in comparisons if not c.ok]
+    if metric_problems:
+        mismatches.append(('test set', metric_problems))
+    if mismatches:
+        print(f'MISMATCH: ONNX Runtime differs from PyTorch at {", ".join(where for where, _ in mismatches)}: '
+              f'{"; ".join(p for _, problems in mismatches for p in problems)}')
         return 1
+    sizes = ' and '.join(f'{c.size[0]}x{c.size[1]}' for c in comparisons)
     print(f'ok: {onnx_file} equals PyTorch at {sizes} ({comparisons[0].summary})')
     return 0
 

@@ -6,7 +6,7 @@ the tolerances. Low-score detections may legitimately come and go: mmdeploy's NM
 order than mmdet's, so only those above ``score_thr`` must have a partner.
 """
 from dataclasses import dataclass, field
-from typing import List, Union
+from typing import List
 
 import torch
 
@@ -14,7 +14,7 @@ import torch
 @dataclass
 class Comparison:
     """The outcome at one input size: ``problems`` empty means equal within the tolerances."""
-    size: Union[tuple, str]  # (h, w) of the compared input, or 'test set' for the metrics of --eval
+    size: tuple
     summary: str
     problems: List[str] = field(default_factory=list)
 
