@@ -46,6 +46,18 @@ def test_variant_table(name):
 
 
 @pytest.mark.parametrize('name', BACKBONES)
+def test_every_trainable_parameter_gets_a_gradient(name):
+    """DistributedDataParallel with ``find_unused_parameters=False`` (mmengine's default) fails at the second
+    iteration if a trainable parameter got no gradient: the four maps together must reach every one."""
+    torch.manual_seed(0)
+    model = getattr(mmvit_backbones, name)(**SMALL_BACKBONES[name]).train()
+    outs = model(torch.randn(2, 3, 75, 101))
+    sum(o.float().mean() for o in outs).backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unused, f'parameters without gradient (DDP would fail): {unused}'
+
+
+@pytest.mark.parametrize('name', BACKBONES)
 def test_custom_arch_dict_with_an_unknown_key_is_refused(name):
     cls = getattr(mmvit_backbones, name)
     settings = dict(next(iter(cls.arch_zoo.values())), mlp_raito=4.0)
@@ -63,6 +75,17 @@ def test_numeric_variant_names_work_as_numbers():
         T2TViT.resolve_arch(15)
     with pytest.raises(TypeError, match='variant name or a dict'):
         T2TViT.resolve_arch(True)
+
+
+@pytest.mark.parametrize('name', BACKBONES)
+def test_maps_are_contiguous_nchw(name):
+    """mmcv's RoIAlign (every R-CNN) reads its input as contiguous NCHW whatever its strides; a FPN convolution keeps
+    a channels-last input channels-last, so a channels-last or cropped view would give wrong RoI features."""
+    model = getattr(mmvit_backbones, name)(**SMALL_BACKBONES[name]).eval()
+    for size in ((64, 96), (75, 101)):  # whole windows, and padded then cropped
+        with torch.no_grad():
+            outs = model(torch.randn(1, 3, *size))
+        assert all(o.is_contiguous() for o in outs), [o.stride() for o in outs]
 
 
 def test_levels_are_cropped_to_the_level_strides():
