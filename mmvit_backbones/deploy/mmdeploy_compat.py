@@ -38,6 +38,14 @@ What is fixed (error -> cause -> fix):
    and with them the detections of a trained Mask R-CNN. Replaced for ONNX Runtime by mmdet's step: one NMS class
    per level, no score threshold, the small boxes and the padding dropped.
 
+7. mmdeploy's ``BBoxHead.predict_by_feat`` rewrite (R-CNN detections) keeps, for each RoI, only the box regressed
+   for its highest-scoring class and scores every class with that one box; mmdet scores each class with the box
+   regressed for that class. Wherever a RoI's second class scores above the threshold, the two detect different
+   boxes. Its per-class NMS also keeps at most the deploy config's ``max_output_boxes_per_class`` per class.
+   Replaced for ONNX Runtime by mmdet's step: every (RoI, class) pair above ``score_thr`` with its own box, one NMS
+   over all of them with the boxes of class c shifted by c times the largest coordinate plus one (mmcv's
+   ``batched_nms``), the ``max_per_img`` best kept.
+
 Rewriters registered for ``backend='onnxruntime'`` take precedence over mmdeploy's backend-independent ones and do
 not affect other backends.
 """
@@ -181,6 +189,45 @@ def rpn_predict_by_feat(self, cls_scores: List[Tensor], bbox_preds: List[Tensor]
     return dets[:, kept], labels[:, kept]
 
 
+def bbox_head_predict_by_feat(self, rois: Tensor, cls_scores: Tensor, bbox_preds: Tensor, batch_img_metas: List[dict],
+                              rcnn_test_cfg=None, rescale: bool = False) -> Tuple[Tensor, Tensor]:
+    """mmdet's R-CNN detection step (``BBoxHead.predict_by_feat`` + ``multiclass_nms``) on batched RoIs (B, N, 5):
+    each class with its own regressed box. Returns ``(dets, labels)`` of shape (B, K, 5) and (B, K), as mmdeploy's
+    two-stage rewrite expects; rows with score 0 are padding."""
+    from mmdeploy.mmcv.ops.nms import ONNXNMSop
+    from mmdet.structures.bbox import get_box_tensor
+    scores = self.loss_cls.get_activation(cls_scores) if self.custom_cls_channels else cls_scores.softmax(-1)
+    scores = scores[..., :self.num_classes]  # (B, N, C) without the background
+    boxes = get_box_tensor(self.bbox_coder.decode(rois[..., 1:], bbox_preds,
+                                                  max_shape=batch_img_metas[0]['img_shape']))
+    b, n, code = boxes.shape[0], boxes.shape[1], self.bbox_coder.encode_size
+    if self.reg_class_agnostic:
+        boxes = boxes.unsqueeze(2).expand(b, n, self.num_classes, code)
+    boxes = boxes.reshape(b, -1, code)  # (B, N * C, 4): RoI-major, class-minor, as mmdet flattens them
+    labels = torch.arange(self.num_classes, device=scores.device).expand_as(scores).reshape(b, -1)
+    threshold = float(rcnn_test_cfg.get('score_thr', 0.0))
+    scores = scores.reshape(b, 1, -1)
+    candidate = scores > threshold
+    scores = scores * candidate.to(scores.dtype)  # the threshold applied here, whichever way NMS compares
+    # mmcv's batched_nms: class c's boxes shifted by c * (largest candidate coordinate + 1), one NMS for all
+    largest = torch.where(candidate.transpose(1, 2), boxes, torch.zeros_like(boxes)).reshape(b, -1).max(dim=1)[0]
+    shifted = boxes + (labels.to(boxes.dtype) * (largest.unsqueeze(1) + 1)).unsqueeze(-1)
+    max_per_img = rcnn_test_cfg.get('max_per_img', 100)
+    iou = torch.tensor([rcnn_test_cfg.nms.get('iou_threshold', 0.5)], dtype=torch.float32)
+    selected = ONNXNMSop.apply(shifted, scores, max_per_img, iou, torch.tensor([threshold]))
+    image, index = selected[:, 0], selected[:, 2]
+    dets = torch.cat([boxes[image, index], scores[image, 0, index].unsqueeze(1)], dim=1)  # (K, 5) of all images
+    # per image: its own rows (the others zeroed, labels -1), one zero row so no image is empty, best first
+    own = image.unsqueeze(0) == torch.arange(b, device=image.device, dtype=image.dtype).unsqueeze(1)  # (B, K)
+    dets = torch.where(own.unsqueeze(-1), dets.unsqueeze(0), torch.zeros_like(dets).unsqueeze(0))
+    det_labels = torch.where(own, labels[image, index].unsqueeze(0), torch.full_like(own, -1, dtype=labels.dtype))
+    dets = torch.cat([dets, dets.new_zeros(b, 1, 5)], dim=1)
+    det_labels = torch.cat([det_labels, det_labels.new_full((b, 1), -1)], dim=1)
+    _, order = dets[..., 4].topk(max_per_img, dim=1)  # mmdeploy's topk rewrite caps k at the row count
+    batch = torch.arange(b, device=order.device).unsqueeze(1)
+    return dets[batch, order], det_labels[batch, order]
+
+
 def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     """``F.adaptive_avg_pool2d`` with the bins computed from the run-time size (to 1x1: ONNX GlobalAveragePool)."""
     from mmdeploy.core import FUNCTION_REWRITER
@@ -218,6 +265,8 @@ def _register_rewriters() -> None:
     FUNCTION_REWRITER.register_rewriter(head + 'predict_mask', backend='onnxruntime')(cascade_predict_mask)
     FUNCTION_REWRITER.register_rewriter('mmdet.models.dense_heads.rpn_head.RPNHead.predict_by_feat',
                                         backend='onnxruntime')(rpn_predict_by_feat)
+    FUNCTION_REWRITER.register_rewriter('mmdet.models.roi_heads.bbox_heads.bbox_head.BBoxHead.predict_by_feat',
+                                        backend='onnxruntime')(bbox_head_predict_by_feat)
     FUNCTION_REWRITER.register_rewriter('torch.nn.functional.adaptive_avg_pool2d',
                                         backend='onnxruntime')(adaptive_avg_pool2d)
 
