@@ -125,17 +125,25 @@ def test_config_trains_and_infers_one_step(config, coco_shapes, ade_shapes):
 
     # what the backbone returns, and which parameters hold a gradient just before the optimizer step (the wrapper
     # zeroes the gradients right after it)
-    maps, missing = [], []
+    maps, neck_maps, missing = [], [], []
     hook = model.backbone.register_forward_hook(lambda module, args, out: maps.append(out))
+    neck_hook = model.neck.register_forward_hook(lambda module, args, out: neck_maps.append(out)) \
+        if getattr(model, 'neck', None) is not None else None
     step_hook = optim_wrapper.optimizer.register_step_pre_hook(
         lambda optimizer, args, kwargs: missing.extend(_parameters_without_gradient(model)))
     model.train()
     losses = model.train_step(batch, optim_wrapper)
     hook.remove()
     step_hook.remove()
+    if neck_hook is not None:
+        neck_hook.remove()
     assert losses and all(torch.isfinite(v).all() for v in losses.values()), losses
     assert len(maps) == 1, 'the backbone ran more than once in a training step'
     _check_levels(model, maps[0])
+    if getattr(model, 'roi_head', None) is not None:
+        # mmcv's RoIAlign reads the neck's maps as contiguous NCHW whatever their strides: a channels-last map (what a
+        # convolution makes of a channels-last backbone level) would be pooled from scrambled memory
+        assert all(m.is_contiguous() for m in neck_maps[0]), [m.stride() for m in neck_maps[0]]
     assert not missing, (f'{len(missing)} trainable parameters get no gradient (DDP with '
                          f'find_unused_parameters=False fails): {missing[:8]}')
 
