@@ -46,6 +46,12 @@ What is fixed (error -> cause -> fix):
    over all of them with the boxes of class c shifted by c times the largest coordinate plus one (mmcv's
    ``batched_nms``), the ``max_per_img`` best kept.
 
+8. mmdeploy's graph takes the batch as mmdet's ``DetDataPreprocessor`` left it, padded to ``pad_size_divisor``, and
+   reads the image size from the tensor: proposals and boxes are clipped to the padded size, where mmdet clips
+   them to the image. Wherever the resized image is not a multiple of the divisor, the detections near its right
+   and bottom edges differ. For ONNX Runtime the detectors pad inside the graph instead (same divisor, same value),
+   and the runtime model's data preprocessor no longer pads: the graph sees the image size and clips as mmdet does.
+
 Rewriters registered for ``backend='onnxruntime'`` take precedence over mmdeploy's backend-independent ones and do
 not affect other backends.
 """
@@ -228,6 +234,40 @@ def bbox_head_predict_by_feat(self, rois: Tensor, cls_scores: Tensor, bbox_preds
     return dets[batch, order], det_labels[batch, order]
 
 
+def extract_feat_of_padded(self, batch_inputs: Tensor):
+    """``extract_feat`` of a detector on its input padded as its ``DetDataPreprocessor`` pads (to
+    ``pad_size_divisor``, with ``pad_value``): the runtime feeds the unpadded image, so the image size the graph
+    reads from its input is the image's."""
+    import torch.nn.functional as F
+    from mmdeploy.core import FUNCTION_REWRITER
+
+    from ..models.layers.traceable import pad_to_multiple
+    preprocessor = self.data_preprocessor
+    divisor = int(getattr(preprocessor, 'pad_size_divisor', 1) or 1)
+    if divisor > 1:
+        h, w = batch_inputs.shape[-2:]
+        batch_inputs = F.pad(batch_inputs, (0, pad_to_multiple(w, divisor), 0, pad_to_multiple(h, divisor)),
+                             value=float(getattr(preprocessor, 'pad_value', 0)))
+    return FUNCTION_REWRITER.get_context().origin_func(self, batch_inputs)
+
+
+def _unpadded_runtime_input(original):
+    """``ObjectDetection.build_backend_model``: for ONNX Runtime the data preprocessor does not pad (the graph does)."""
+    @functools.wraps(original)
+    def build_backend_model(self, model_files=None, data_preprocessor_updater=None, **kwargs):
+        from mmdeploy.utils import Backend, get_backend
+        if get_backend(self.deploy_cfg) != Backend.ONNXRUNTIME:
+            return original(self, model_files, data_preprocessor_updater, **kwargs)
+
+        def unpadded(data_preprocessor):
+            if data_preprocessor_updater is not None:
+                data_preprocessor = data_preprocessor_updater(data_preprocessor)
+            data_preprocessor['pad_size_divisor'] = 1
+            return data_preprocessor
+        return original(self, model_files, unpadded, **kwargs)
+    return build_backend_model
+
+
 def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     """``F.adaptive_avg_pool2d`` with the bins computed from the run-time size (to 1x1: ONNX GlobalAveragePool)."""
     from mmdeploy.core import FUNCTION_REWRITER
@@ -267,6 +307,9 @@ def _register_rewriters() -> None:
                                         backend='onnxruntime')(rpn_predict_by_feat)
     FUNCTION_REWRITER.register_rewriter('mmdet.models.roi_heads.bbox_heads.bbox_head.BBoxHead.predict_by_feat',
                                         backend='onnxruntime')(bbox_head_predict_by_feat)
+    for detector in ('single_stage.SingleStageDetector', 'two_stage.TwoStageDetector'):
+        FUNCTION_REWRITER.register_rewriter(f'mmdet.models.detectors.{detector}.extract_feat',
+                                            backend='onnxruntime')(extract_feat_of_padded)
     FUNCTION_REWRITER.register_rewriter('torch.nn.functional.adaptive_avg_pool2d',
                                         backend='onnxruntime')(adaptive_avg_pool2d)
 
@@ -289,6 +332,8 @@ def apply() -> None:
     _register_rewriters()
     from mmdeploy.codebase.mmseg.deploy.segmentation_model import End2EndModel
     End2EndModel.pack_result = _pack_segmentation_like_mmseg(End2EndModel.pack_result)
+    from mmdeploy.codebase.mmdet.deploy.object_detection import ObjectDetection
+    ObjectDetection.build_backend_model = _unpadded_runtime_input(ObjectDetection.build_backend_model)
     _APPLIED = True
 
 

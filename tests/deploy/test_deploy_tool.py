@@ -76,14 +76,12 @@ OUTPUTS = {'detection': ['dets', 'labels'], 'instance-seg': ['dets', 'labels', '
 def test_every_family_deploys_in_a_task(config, task, shape, coco_shapes, ade_shapes, tmp_path, capsys):
     """Random weights: the graph exports with a dynamic size, runs in ONNX Runtime at two sizes and the tool's
     comparison holds: the class map pixel by pixel, detections (boxes, scores, labels, masks) above 0.3 for
-    RetinaNets (random heads score about 0.01) and all of them (above 0.05) for R-CNNs. The R-CNNs run unpadded: the
-    graph clips proposals and boxes to the padded input where mmdet clips them to the image, which moves the
-    proposals that reach into the padding (docs/guides/deployment.md, Limits)."""
+    RetinaNets (random heads score about 0.01) and all of them (above 0.05) for R-CNNs. The second size is padded to
+    the size divisor: the graph pads it itself and clips proposals and boxes to the image, as mmdet does."""
     small = _small_config(config, ade_shapes if task == 'segmentation' else coco_shapes, tmp_path)
     work_dir = tmp_path / 'work'
-    # R-CNNs: unpadded, and every detection the model returns (its test_cfg.score_thr, 0.05) compared
-    rcnn = ['--score-thr', '0.05', '--cfg-options', 'model.data_preprocessor.pad_size_divisor=1'] \
-        if task == 'instance-seg' else []
+    # R-CNNs: every detection the model returns (its test_cfg.score_thr, 0.05) compared
+    rcnn = ['--score-thr', '0.05'] if task == 'instance-seg' else []
     status = _tool().main([small, '--work-dir', str(work_dir), '--shape', str(shape[0]), str(shape[1])] + rcnn)
     printed = capsys.readouterr().out
     assert status == 0, printed
