@@ -21,7 +21,8 @@ What is fixed (error -> cause -> fix):
 3. mmdeploy's ``CascadeRoIHead.predict_bbox`` rewrite asserts class-agnostic box regression (a bare
    ``AssertionError``); the shipped Cascade Mask R-CNN configs regress per class. Replaced for ONNX Runtime by a
    rewrite that refines each stage's RoIs with the deltas of the arg-max class, as mmdet's ``_refine_roi`` does.
-   Its ``predict_mask`` averages the stages' mask *logits*; mmdet averages their sigmoids: replaced likewise.
+   Its ``predict_mask`` averages the stages' mask *logits*; mmdet averages their sigmoids: replaced likewise, the
+   mean probabilities leaving the graph as they are.
 4. mmdeploy turns ``F.adaptive_avg_pool2d`` (UPerNet's pyramid pooling) into an ``avg_pool2d`` whose kernel comes
    from the export size: wrong at every other size of a dynamic model ("stride should not be zero" on small
    inputs). Replaced for ONNX Runtime by PyTorch's adaptive bins computed from the run-time size.
@@ -131,17 +132,26 @@ def cascade_predict_bbox(self, x: Tuple[Tensor], batch_img_metas: List[dict], rp
 
 def cascade_predict_mask(self, x: Tuple[Tensor], batch_img_metas: List[dict], results_list: Sequence[Tensor],
                          rescale: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
-    """``CascadeRoIHead.predict_mask``: the mean of the stages' mask probabilities (mmdet's ``merge_aug_masks``),
-    handed to the last mask head as the logit of that mean (the head applies the sigmoid)."""
+    """``CascadeRoIHead.predict_mask``: the mean of the stages' mask probabilities (mmdet's ``merge_aug_masks``), the
+    channel of each detection's label (B, N, 28, 28), pasted into the image outside the graph. With the deploy
+    config's ``export_postprocess_mask`` the last mask head pastes them in the graph, from the logit of the mean (it
+    applies the sigmoid): a round trip that can flip pixels whose probability is within rounding of the threshold."""
+    from mmdeploy.codebase.mmdet.deploy import get_post_processing_params
+    from mmdeploy.core import FUNCTION_REWRITER
     dets, labels = results_list
     b, n = dets.shape[:2]
     image_index = torch.arange(b, device=dets.device, dtype=dets.dtype).view(b, 1, 1).expand(b, n, 1)
     mask_rois = torch.cat([image_index, dets[..., :4]], dim=-1).reshape(b * n, 5)
     probabilities = [self._mask_forward(stage, x, mask_rois)['mask_preds'].sigmoid()
                      for stage in range(self.num_stages)]
-    mean = sum(probabilities) / len(probabilities)
-    masks = self.mask_head[-1].predict_by_feat(torch.logit(mean), results_list, batch_img_metas, self.test_cfg,
-                                               rescale=rescale)
+    mean = sum(probabilities) / len(probabilities)  # (B * N, classes or 1, 28, 28)
+    head = self.mask_head[-1]
+    if get_post_processing_params(FUNCTION_REWRITER.get_context().cfg).get('export_postprocess_mask', False):
+        masks = head.predict_by_feat(torch.logit(mean), results_list, batch_img_metas, self.test_cfg, rescale=rescale)
+    elif head.class_agnostic:
+        masks = mean[:, 0]
+    else:  # padding rows have label -1: any channel, the rows are dropped
+        masks = mean[torch.arange(b * n, device=mean.device), labels.reshape(-1)]
     return dets, labels, masks.reshape(b, n, masks.shape[-2], masks.shape[-1])
 
 
