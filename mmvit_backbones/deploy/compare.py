@@ -35,7 +35,7 @@ def _box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def compare_detections(torch_result, ort_result, size, score_thr: float = 0.3, box_tol: float = 1.0,
                        score_tol: float = 0.01, mask_tol: float = 0.01) -> Comparison:
     """``DetDataSample`` from PyTorch vs from ONNX Runtime. ``box_tol`` in pixels, ``mask_tol`` as the fraction of a
-    matched pair's mask pixels (union) that differ."""
+    matched pair's mask pixels (union) that differ (a single differing pixel always passes)."""
     ref, out = torch_result.pred_instances.cpu(), ort_result.pred_instances.cpu()
     iou = _box_iou(ref.bboxes.float(), out.bboxes.float())
     iou[ref.labels[:, None] != out.labels[None, :]] = 0
@@ -66,14 +66,18 @@ def compare_detections(torch_result, ort_result, size, score_thr: float = 0.3, b
                f'PyTorch / {int((out.scores >= score_thr).sum())} ONNX Runtime), max |box diff| {box_diff:.2e} px, '
                f'max |score diff| {score_diff:.2e}')
     if 'masks' in ref and 'masks' in out and shown:
-        mask_diff = 0.0
+        mask_diff, beyond = 0.0, []
         for i, j in shown:
             a, b = ref.masks[i].bool(), out.masks[j].bool()
-            mask_diff = max(mask_diff, float((a ^ b).sum()) / max(float((a | b).sum()), 1.0))
+            differing, union = float((a ^ b).sum()), max(float((a | b).sum()), 1.0)
+            mask_diff = max(mask_diff, differing / union)
+            # one pixel may flip: its pasted probability can lie within rounding of the threshold
+            if differing > max(1.0, mask_tol * union):
+                beyond.append(differing / union)
         summary += f', masks differ on up to {100 * mask_diff:.2f}% of their pixels'
-        if mask_diff > mask_tol:
-            problems.append(f'masks differ on up to {100 * mask_diff:.2f}% of their pixels (tolerance '
-                            f'{100 * mask_tol:g}%)')
+        if beyond:
+            problems.append(f'masks differ on up to {100 * max(beyond):.2f}% of their pixels (tolerance '
+                            f'{100 * mask_tol:g}%, or one pixel)')
     return Comparison(tuple(size), summary, problems)
 
 
