@@ -189,7 +189,7 @@ class PyramidBackbone(BaseModule):
         maps = self.forward_pyramid(x)
         # families pad to whole patches or windows: each level is cropped back to the cells the image covers, and
         # returned in contiguous NCHW memory: mmcv's RoIAlign reads its input as contiguous NCHW whatever the strides,
-        # and convolutions keep a channels-last layout, so a channels-last map gave the R-CNNs wrong RoI features
+        # and convolutions keep a channels-last layout, so an R-CNN would pool a channels-last map's scrambled memory
         return tuple(m[..., :ceil_div(h, self.level_strides[i]), :ceil_div(w, self.level_strides[i])].contiguous()
                      for i, m in zip(self.out_indices, maps))
 
