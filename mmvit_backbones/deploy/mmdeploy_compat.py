@@ -210,7 +210,7 @@ def bbox_head_predict_by_feat(self, rois: Tensor, cls_scores: Tensor, bbox_preds
     """mmdet's R-CNN detection step (``BBoxHead.predict_by_feat`` + ``multiclass_nms``) on batched RoIs (B, N, 5):
     each class with its own regressed box. Returns ``(dets, labels)`` of shape (B, K, 5) and (B, K), as mmdeploy's
     two-stage rewrite expects; rows with score 0 are padding."""
-    from mmdeploy.mmcv.ops.nms import ONNXNMSop
+    from mmdeploy.mmcv.ops.nms import ONNXNMSop, _select_nms_index
     from mmdet.structures.bbox import get_box_tensor
     scores = self.loss_cls.get_activation(cls_scores) if self.custom_cls_channels else cls_scores.softmax(-1)
     scores = scores[..., :self.num_classes]  # (B, N, C) without the background
@@ -231,17 +231,10 @@ def bbox_head_predict_by_feat(self, rois: Tensor, cls_scores: Tensor, bbox_preds
     max_per_img = rcnn_test_cfg.get('max_per_img', 100)
     iou = torch.tensor([rcnn_test_cfg.nms.get('iou_threshold', 0.5)], dtype=torch.float32)
     selected = ONNXNMSop.apply(shifted, scores, max_per_img, iou, torch.tensor([threshold]))
-    image, index = selected[:, 0], selected[:, 2]
-    dets = torch.cat([boxes[image, index], scores[image, 0, index].unsqueeze(1)], dim=1)  # (K, 5) of all images
-    # per image: its own rows (the others zeroed, labels -1), one zero row so no image is empty, best first
-    own = image.unsqueeze(0) == torch.arange(b, device=image.device, dtype=image.dtype).unsqueeze(1)  # (B, K)
-    dets = torch.where(own.unsqueeze(-1), dets.unsqueeze(0), torch.zeros_like(dets).unsqueeze(0))
-    det_labels = torch.where(own, labels[image, index].unsqueeze(0), torch.full_like(own, -1, dtype=labels.dtype))
-    dets = torch.cat([dets, dets.new_zeros(b, 1, 5)], dim=1)
-    det_labels = torch.cat([det_labels, det_labels.new_full((b, 1), -1)], dim=1)
-    _, order = dets[..., 4].topk(max_per_img, dim=1)  # mmdeploy's topk rewrite caps k at the row count
-    batch = torch.arange(b, device=order.device).unsqueeze(1)
-    return dets[batch, order], det_labels[batch, order]
+    # mmdeploy's per-image gathering, best first; the class of each kept pair rides along as its "index"
+    dets, _, det_labels = _select_nms_index(scores, boxes, selected, b, keep_top_k=max_per_img, pre_inds=labels,
+                                            output_index=True)
+    return dets, det_labels
 
 
 def extract_feat_of_padded(self, batch_inputs: Tensor):
